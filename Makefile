@@ -1,0 +1,32 @@
+# Thin wrappers over CMake: `make run` and `make test` are the README's two commands.
+#   make run                 build, then start the service with the embedded defaults
+#   make test                build, then run every test (ctest)
+#   make test SANITIZE=1     the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench               benchmarks under tests/bench (on demand)
+BUILD_DIR ?= build
+ifeq ($(SANITIZE),1)
+BUILD_DIR := build-asan
+CMAKE_FLAGS += -DTH_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug
+endif
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all build run test clean deps
+
+all: build
+
+deps:
+	@.ci/deps test
+
+build:
+	@.ci/deps build
+	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: build
+	./$(BUILD_DIR)/trailhook serve $(ARGS)
+
+test: deps build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+clean:
+	rm -rf build build-asan

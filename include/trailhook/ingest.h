@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ingest.h -- what a worker does with one request body: normalise it, evaluate every record,
+ * commit matches, rule errors and learned accounts in one store transaction, and say what to
+ * answer (DESIGN §2). Nothing of a rejected request is applied.
+ * Threads: call from one worker at a time per store handle.
+ */
+#ifndef TRAILHOOK_INGEST_H
+#define TRAILHOOK_INGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+
+#include "trailhook/config.h"
+#include "trailhook/input.h"
+#include "trailhook/spec.h"
+#include "trailhook/store.h"
+
+/** The answer to give. */
+struct th_ingest_result {
+    unsigned status;      /**< 202, 400, 413, 503 */
+    json_t *body;         /**< new reference: the JSON body without request_id */
+    unsigned retry_after; /**< seconds for Retry-After, 0 for none */
+    enum th_input_form form;
+    size_t accepted;
+    size_t matched;
+    size_t rule_errors;
+    bool new_alerts; /**< outbox rows were committed: wake the deliverer */
+};
+
+/**
+ * Processes @p body (already size-checked; may be gzip).
+ * @param[out] out filled in every case; json_decref(out->body) when done
+ */
+void th_ingest_process(const struct th_config *cfg, const struct th_spec_set *specs,
+                       struct th_store *st, const char *body, size_t len,
+                       struct th_ingest_result *out);
+
+#endif

@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cmd_eval.c -- `trailhook eval`: offline evaluation of CloudTrail files or stdin, one JSON line
+ * per record. Never writes state, alerts or deliveries.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trailhook/alert.h"
+#include "trailhook/cmd.h"
+#include "trailhook/engine.h"
+#include "trailhook/event.h"
+#include "trailhook/input.h"
+#include "trailhook/clock.h"
+#include "trailhook/log.h"
+#include "trailhook/mem.h"
+#include "trailhook/store.h"
+
+/* Reads a whole file ("-" is stdin) up to @p max bytes. */
+static enum th_err read_all(const char *path, size_t max, char **out, size_t *len, int *errnum)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    size_t cap = 65536;
+    size_t n = 0;
+    char *buf = NULL;
+    enum th_err rc = TH_OK;
+
+    if (f == NULL) {
+        *errnum = errno;
+        return TH_EIO;
+    }
+    buf = th_xmalloc(cap + 1);
+    for (;;) {
+        if (n == cap) {
+            if (cap >= max) {
+                rc = TH_ETOOBIG;
+                break;
+            }
+            cap = cap * 2 > max ? max : cap * 2;
+            buf = th_xrealloc(buf, cap + 1);
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f)) {
+                *errnum = errno;
+                rc = TH_EIO;
+            }
+            break;
+        }
+    }
+    if (f != stdin) {
+        fclose(f);
+    }
+    if (rc != TH_OK) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return TH_OK;
+}
+
+static void print_record(FILE *out, const char *file, size_t index, const json_t *event,
+                         const struct th_engine_record *rec, const struct th_config *cfg)
+{
+    const char *id = th_event_id(event);
+    json_t *line = json_object();
+    char *dedup = NULL;
+
+    if (file != NULL) {
+        json_object_set_new(line, "file", json_string(file));
+    }
+    json_object_set_new(line, "index", json_integer((json_int_t)index));
+    json_object_set_new(line, "eventID", id != NULL ? json_string(id) : json_null());
+    json_object_set_new(line, "match", json_boolean(rec->verdict == TH_RULE_MATCH));
+    if (rec->verdict == TH_RULE_MATCH) {
+        dedup = th_alert_dedup_key(rec->spec, cfg->dedup, event);
+        json_object_set_new(line, "rule", json_string(rec->spec->rule_id));
+        json_object_set_new(line, "dedup", json_string(dedup));
+        json_object_set_new(line, "severity", json_string(th_severity_name(rec->spec->severity)));
+    } else {
+        json_object_set_new(line, "rule", json_null());
+        json_object_set_new(line, "dedup", json_null());
+    }
+    if (rec->verdict == TH_RULE_ERROR) {
+        json_object_set_new(line, "rule_error", json_pack("{s:s, s:s}", "rule",
+                                                          rec->spec->rule_id, "error",
+                                                          rec->result.error));
+    }
+    if (!rec->cloudtrail) {
+        json_object_set_new(line, "cloudtrail", json_false());
+    }
+    char *text = json_dumps(line, JSON_COMPACT);
+    fprintf(out, "%s\n", text);
+    free(text);
+    free(dedup);
+    json_decref(line);
+}
+
+/* Evaluates one input; returns 2 when it could not be read or parsed, else 1 on a match. */
+static int eval_one(const struct th_config *cfg, struct th_engine_run *run, const char *path,
+                    bool name_file, FILE *out)
+{
+    struct th_input_limits lim = {cfg->max_inflated_bytes, SIZE_MAX, cfg->max_json_depth};
+    struct th_input in;
+    struct th_input_error ierr;
+    char *data = NULL;
+    size_t len = 0;
+    int errnum = 0;
+    int status = TH_EXIT_OK;
+    const char *shown = strcmp(path, "-") == 0 ? "<stdin>" : path;
+
+    enum th_err rc = read_all(path, SIZE_MAX / 2, &data, &len, &errnum);
+    if (rc != TH_OK) {
+        char msg[128] = "";
+        strerror_r(errnum, msg, sizeof(msg));
+        fprintf(stderr, "trailhook eval: %s: cannot read: %s\n", shown, msg);
+        return TH_EXIT_USAGE;
+    }
+    rc = th_input_parse(data, len, &lim, &in, &ierr);
+    free(data);
+    if (rc != TH_OK) {
+        if (ierr.line > 0) {
+            fprintf(stderr, "trailhook eval: %s:%ld:%ld: %s\n", shown, ierr.line, ierr.column,
+                    ierr.message);
+        } else {
+            fprintf(stderr, "trailhook eval: %s: %s\n", shown, ierr.message);
+        }
+        th_input_cleanup(&in);
+        return TH_EXIT_USAGE;
+    }
+    int64_t now = th_clock_now_ms();
+    for (size_t i = 0; i < in.nrecords; i++) {
+        struct th_engine_record rec;
+        th_engine_eval(run, in.records[i].event, now, &rec);
+        print_record(out, name_file ? shown : NULL, i, in.records[i].event, &rec, cfg);
+        if (rec.verdict == TH_RULE_MATCH) {
+            status = TH_EXIT_FAILED;
+        }
+    }
+    th_input_cleanup(&in);
+    return status;
+}
+
+/* The configured new-account set, when a store exists; eval never creates one. */
+static void load_accounts(const struct th_config *cfg, struct th_accounts *set)
+{
+    struct th_store *st = NULL;
+    json_t *list = NULL;
+    if (th_store_open(cfg->state_dir, TH_STORE_READONLY, &st, NULL, 0) != TH_OK) {
+        return;
+    }
+    if (th_store_accounts_list(st, &list) == TH_OK) {
+        th_accounts_load_list(set, list);
+    }
+    json_decref(list);
+    th_store_free(st);
+}
+
+int th_cmd_eval(const struct th_config *cfg, const struct th_spec_set *specs, int nfiles,
+                char *const *files, FILE *out)
+{
+    static char dash[] = "-";
+    char *const stdin_only[] = {dash};
+    struct th_accounts *learned = th_accounts_new();
+    struct th_engine_run run = {
+        .specs = specs,
+        .learned = learned,
+        .new_account_ttl_ms = cfg->new_account_ttl_seconds * 1000,
+    };
+    bool any_match = false;
+    bool any_bad = false;
+
+    load_accounts(cfg, learned);
+    if (nfiles == 0) {
+        nfiles = 1;
+        files = stdin_only;
+    }
+    for (int i = 0; i < nfiles; i++) {
+        int st = eval_one(cfg, &run, files[i], nfiles > 1, out);
+        any_match = any_match || st == TH_EXIT_FAILED;
+        any_bad = any_bad || st == TH_EXIT_USAGE;
+    }
+    fflush(out);
+    th_accounts_free(learned);
+    if (any_bad) {
+        return TH_EXIT_USAGE;
+    }
+    return any_match ? TH_EXIT_FAILED : TH_EXIT_OK;
+}

@@ -1,0 +1,448 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * http.c -- the HTTP front of the service on libmicrohttpd: routing, authentication, body
+ * limits, and handing bodies to the workers through the bounded queue. A connection is
+ * suspended while its body is evaluated and resumed by the worker, so the polling thread never
+ * waits on evaluation, the store or a destination.
+ */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "server_int.h"
+#include "trailhook/auth.h"
+#include "trailhook/clock.h"
+#include "trailhook/log.h"
+#include "trailhook/mem.h"
+
+#define ALERTS_DEFAULT_LIMIT 50
+#define ALERTS_MAX_LIMIT     1000
+
+/* Queues @p body (stolen) as JSON with the request id; adds the headers each status needs. */
+static enum MHD_Result send_json(struct th_http_req *req, unsigned status, json_t *body,
+                                 unsigned retry_after, const char *allow)
+{
+    json_object_set_new(body, "request_id", json_string(req->request_id));
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    size_t len = strlen(text);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+    if (retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%u", retry_after);
+        MHD_add_response_header(resp, "Retry-After", ra);
+    }
+    if (allow != NULL) {
+        MHD_add_response_header(resp, "Allow", allow);
+    }
+    if (status == 401) {
+        MHD_add_response_header(resp, "WWW-Authenticate", "Basic realm=\"trailhook\"");
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"trailhook\"");
+    }
+    enum MHD_Result rc = MHD_queue_response(req->conn, status, resp);
+    MHD_destroy_response(resp);
+    req->answered = true;
+    return rc;
+}
+
+static enum MHD_Result send_error(struct th_http_req *req, unsigned status, const char *msg)
+{
+    return send_json(req, status, json_pack("{s:s}", "error", msg), 0, NULL);
+}
+
+static bool authorized(struct th_http_req *req)
+{
+    const struct th_config *cfg = req->srv->cfg;
+    if (!th_auth_configured(cfg)) {
+        return true; /* only possible on loopback or with --insecure-no-auth */
+    }
+    struct th_auth_request a = {
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, cfg->api_key_header),
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+    };
+    return th_auth_check(cfg, &a);
+}
+
+/* JSON, NDJSON or unspecified; anything else (e.g. a form post) is refused. */
+static bool content_type_ok(const char *ct)
+{
+    static const char *const ok[] = {"application/json", "application/x-ndjson",
+                                     "application/ndjson", "application/jsonl",
+                                     "application/x-jsonlines", "text/plain"};
+    if (ct == NULL) {
+        return true;
+    }
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && ct[n - 1] == ' ') {
+        n--;
+    }
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        if (strlen(ok[i]) == n && strncasecmp(ct, ok[i], n) == 0) {
+            return true;
+        }
+    }
+    return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0;
+}
+
+static bool content_encoding_ok(const char *ce)
+{
+    return ce == NULL || strcasecmp(ce, "identity") == 0 || strcasecmp(ce, "gzip") == 0 ||
+           strcasecmp(ce, "x-gzip") == 0;
+}
+
+/* Checks made before the body is read; answers at once on the first failure. */
+static enum MHD_Result precheck_post(struct th_http_req *req, bool *stop)
+{
+    const struct th_config *cfg = req->srv->cfg;
+    const char *cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    *stop = true;
+    if (atomic_load(&req->srv->draining)) {
+        return send_json(req, 503, json_pack("{s:s}", "error", "shutting down; retry elsewhere"),
+                         5, NULL);
+    }
+    if (!authorized(req)) {
+        return send_error(req, 401, "missing or wrong credentials");
+    }
+    if (cl != NULL && strtoull(cl, NULL, 10) > cfg->max_body_bytes) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "body larger than %zu bytes", cfg->max_body_bytes);
+        return send_error(req, 413, msg);
+    }
+    if (!content_type_ok(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_TYPE))) {
+        return send_error(req, 415,
+                          "unsupported Content-Type: send application/json or "
+                          "application/x-ndjson");
+    }
+    if (!content_encoding_ok(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_CONTENT_ENCODING))) {
+        return send_error(req, 415, "unsupported Content-Encoding: send gzip or none");
+    }
+    *stop = false;
+    return MHD_YES;
+}
+
+static bool append_body(struct th_http_req *req, const char *data, size_t n)
+{
+    size_t max = req->srv->cfg->max_body_bytes;
+    if (req->len + n > max) {
+        return false;
+    }
+    if (req->len + n > req->cap) {
+        size_t cap = req->cap == 0 ? 4096 : req->cap;
+        while (cap < req->len + n) {
+            cap *= 2;
+        }
+        req->cap = cap > max ? max : cap;
+        req->body = th_xrealloc(req->body, req->cap + 1);
+    }
+    memcpy(req->body + req->len, data, n);
+    req->len += n;
+    return true;
+}
+
+/* The whole body is here: hand it to a worker, or say we are saturated. */
+static enum MHD_Result dispatch(struct th_http_req *req)
+{
+    struct th_server *srv = req->srv;
+    /* Suspend before the worker can see the request, so its resume never comes first. */
+    MHD_suspend_connection(req->conn);
+    req->queued = true;
+    atomic_fetch_add(&srv->in_flight, 1);
+    if (th_queue_push(srv->queue, req) != TH_OK) {
+        atomic_fetch_sub(&srv->in_flight, 1);
+        req->queued = false;
+        req->result.status = 503;
+        req->result.retry_after = 1;
+        req->result.body = json_pack("{s:s}", "error", "too many requests in progress; retry");
+        atomic_store(&req->done, true);
+        MHD_resume_connection(req->conn);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result handle_post(struct th_http_req *req, const char *data, size_t *size)
+{
+    if (*size > 0) {
+        /* Past the limit the rest is read and dropped, and 413 answered at the end. */
+        if (!req->too_big && !append_body(req, data, *size)) {
+            req->too_big = true;
+        }
+        *size = 0;
+        return MHD_YES;
+    }
+    if (req->too_big) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "body larger than %zu bytes", req->srv->cfg->max_body_bytes);
+        return send_error(req, 413, msg);
+    }
+    if (atomic_load(&req->done)) {
+        struct th_ingest_result *r = &req->result;
+        json_t *body = r->body;
+        r->body = NULL;
+        return send_json(req, r->status, body, r->retry_after, NULL);
+    }
+    return dispatch(req);
+}
+
+static enum MHD_Result handle_readyz(struct th_http_req *req)
+{
+    struct th_server *srv = req->srv;
+    json_t *reasons = json_array();
+    size_t depth = th_queue_depth(srv->queue);
+    size_t cap = th_queue_capacity(srv->queue);
+
+    if (atomic_load(&srv->draining)) {
+        json_array_append_new(reasons, json_string("shutting down"));
+    }
+    if (!atomic_load(&srv->status.store_writable)) {
+        json_array_append_new(reasons, json_string("the store is not writable"));
+    }
+    if (depth * 10 >= cap * 9) {
+        json_array_append_new(reasons, json_string("the evaluation queue is nearly full"));
+    }
+    bool ready = json_array_size(reasons) == 0;
+    return send_json(req, ready ? 200 : 503,
+                     json_pack("{s:b, s:o, s:I, s:I}", "ready", ready, "reasons", reasons,
+                               "queue_depth", (json_int_t)depth, "queue_capacity",
+                               (json_int_t)cap),
+                     ready ? 0 : 5, NULL);
+}
+
+static size_t alerts_limit(struct MHD_Connection *c)
+{
+    const char *s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    if (s == NULL) {
+        return ALERTS_DEFAULT_LIMIT;
+    }
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || v < 1) {
+        return 0;
+    }
+    return v > ALERTS_MAX_LIMIT ? ALERTS_MAX_LIMIT : (size_t)v;
+}
+
+static enum MHD_Result handle_alerts(struct th_http_req *req)
+{
+    struct th_server *srv = req->srv;
+    json_t *list = NULL;
+    size_t limit = alerts_limit(req->conn);
+    if (!authorized(req)) {
+        return send_error(req, 401, "missing or wrong credentials");
+    }
+    if (limit == 0) {
+        return send_error(req, 400, "limit must be a positive integer");
+    }
+    pthread_mutex_lock(&srv->read_lock);
+    enum th_err rc = th_store_alerts_recent(srv->read_store, limit, &list);
+    pthread_mutex_unlock(&srv->read_lock);
+    if (rc != TH_OK) {
+        return send_json(req, 503, json_pack("{s:s}", "error", "the store cannot be read now"),
+                         5, NULL);
+    }
+    return send_json(req, 200, json_pack("{s:o}", "alerts", list), 0, NULL);
+}
+
+struct route {
+    const char *path;
+    const char *allow;
+    bool post; /* POST ingest; otherwise GET/HEAD */
+    enum MHD_Result (*get)(struct th_http_req *req);
+};
+
+static enum MHD_Result handle_healthz(struct th_http_req *req)
+{
+    return send_json(req, 200, json_pack("{s:s}", "status", "ok"), 0, NULL);
+}
+
+static const struct route routes[] = {
+    {"/events", "POST", true, NULL},
+    {"/", "POST", true, NULL},
+    {"/healthz", "GET, HEAD", false, handle_healthz},
+    {"/readyz", "GET, HEAD", false, handle_readyz},
+    {"/alerts", "GET, HEAD", false, handle_alerts},
+};
+
+static const struct route *find_route(const char *url)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (strcmp(url, routes[i].path) == 0) {
+            return &routes[i];
+        }
+    }
+    return NULL;
+}
+
+static struct th_http_req *new_req(struct th_server *srv, struct MHD_Connection *c)
+{
+    struct th_http_req *req = th_xcalloc(1, sizeof(*req));
+    req->srv = srv;
+    req->conn = c;
+    snprintf(req->request_id, sizeof(req->request_id), "%s%012llx", srv->request_prefix,
+             (unsigned long long)atomic_fetch_add(&srv->request_seq, 1));
+    return req;
+}
+
+/* The first callback of a request: route it and make the checks that need no body. */
+static enum MHD_Result first_call(struct th_http_req *req, const char *url, const char *method)
+{
+    const struct route *r = find_route(url);
+    bool is_post = strcmp(method, "POST") == 0;
+    bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    bool stop = false;
+
+    if (r == NULL) {
+        return send_error(req, 404, "no such endpoint");
+    }
+    if ((r->post && !is_post) || (!r->post && !is_get)) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "method %s not allowed here", method);
+        return send_json(req, 405, json_pack("{s:s}", "error", msg), 0, r->allow);
+    }
+    if (!r->post) {
+        return r->get(req);
+    }
+    return precheck_post(req, &stop);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *data,
+                                  size_t *size, void **con_cls)
+{
+    struct th_http_req *req = *con_cls;
+    (void)version;
+    if (req == NULL) {
+        req = new_req(cls, c);
+        *con_cls = req;
+        return first_call(req, url, method);
+    }
+    if (req->answered) {
+        *size = 0; /* an early error was queued: the rest of the body is discarded */
+        return MHD_YES;
+    }
+    return handle_post(req, data, size);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct th_http_req *req = *con_cls;
+    (void)cls;
+    (void)c;
+    (void)toe;
+    if (req == NULL) {
+        return;
+    }
+    json_decref(req->result.body);
+    free(req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    th_log(TH_LOG_WARN, "http", "libmicrohttpd: %s", msg);
+}
+
+void th_http_resume(struct th_http_req *req)
+{
+    struct th_server *srv = req->srv;
+    atomic_store(&req->done, true);
+    MHD_resume_connection(req->conn);
+    atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+static enum th_err resolve(const char *addr, struct sockaddr_storage *sa, char *err,
+                           size_t errlen)
+{
+    char host[256];
+    char port[8];
+    unsigned p = 0;
+    struct addrinfo hints;
+    struct addrinfo *res = NULL;
+
+    if (!th_config_split_addr(addr, host, &p)) {
+        snprintf(err, errlen, "listen address '%s' is not HOST:PORT", addr);
+        return TH_EINVAL;
+    }
+    snprintf(port, sizeof(port), "%u", p);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int rc = getaddrinfo(host[0] != '\0' ? host : NULL, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "listen address '%s': %s", addr, gai_strerror(rc));
+        return TH_EINVAL;
+    }
+    memcpy(sa, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return TH_OK;
+}
+
+static struct MHD_Daemon *start_daemon(struct th_server *srv, const char *addr, char *err,
+                                       size_t errlen)
+{
+    struct sockaddr_storage sa;
+    memset(&sa, 0, sizeof(sa));
+    if (resolve(addr, &sa, err, errlen) != TH_OK) {
+        return NULL;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (sa.ss_family == AF_INET6) {
+        flags |= MHD_USE_IPv6;
+    }
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+    if (d == NULL) {
+        snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)", addr);
+    }
+    return d;
+}
+
+enum th_err th_http_start(struct th_server *srv, char *err, size_t errlen)
+{
+    srv->daemon = start_daemon(srv, srv->cfg->listen, err, errlen);
+    if (srv->daemon == NULL) {
+        return TH_EIO;
+    }
+    if (srv->cfg->admin_listen != NULL) {
+        srv->admin_daemon = start_daemon(srv, srv->cfg->admin_listen, err, errlen);
+        if (srv->admin_daemon == NULL) {
+            th_http_stop(srv);
+            return TH_EIO;
+        }
+    }
+    return TH_OK;
+}
+
+void th_http_quiesce(struct th_server *srv)
+{
+    atomic_store(&srv->draining, true);
+}
+
+void th_http_stop(struct th_server *srv)
+{
+    if (srv->daemon != NULL) {
+        MHD_stop_daemon(srv->daemon);
+        srv->daemon = NULL;
+    }
+    if (srv->admin_daemon != NULL) {
+        MHD_stop_daemon(srv->admin_daemon);
+        srv->admin_daemon = NULL;
+    }
+}

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/* ingest.c -- one request body from bytes to committed alerts and the JSON answer. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "trailhook/alert.h"
+#include "trailhook/clock.h"
+#include "trailhook/engine.h"
+#include "trailhook/event.h"
+#include "trailhook/ingest.h"
+#include "trailhook/log.h"
+#include "trailhook/mem.h"
+
+/* Per-request working set; arrays sized to the number of records. */
+struct work {
+    const struct th_config *cfg;
+    struct th_store_match *matches;
+    struct th_store_rule_error *errors;
+    struct th_store_learned_account *accounts;
+    size_t nmatches, nerrors, naccounts;
+    char **keys;      /* dedup keys of matches */
+    json_t **docs;    /* alert documents of matches */
+    const char **alert_dests; /* destination names per severity, flattened */
+    const char **error_dests;
+    size_t nerror_dests;
+    char (*account_ids)[64];
+};
+
+static void answer(struct th_ingest_result *out, unsigned status, json_t *body)
+{
+    out->status = status;
+    out->body = body;
+}
+
+static void answer_error(struct th_ingest_result *out, unsigned status, const char *msg,
+                         long line, long column, long index)
+{
+    json_t *body = json_pack("{s:s}", "error", msg);
+    if (line > 0) {
+        json_object_set_new(body, "line", json_integer(line));
+        json_object_set_new(body, "column", json_integer(column));
+    }
+    if (index >= 0) {
+        json_object_set_new(body, "index", json_integer(index));
+    }
+    answer(out, status, body);
+}
+
+static bool store_account_lookup(void *ctx, const char *account_id, int64_t at_ms)
+{
+    bool is_new = false;
+    if (th_store_account_check(ctx, account_id, at_ms, &is_new) != TH_OK) {
+        th_log(TH_LOG_WARN, "ingest", "new-account lookup failed: %s",
+               th_store_last_error(ctx));
+    }
+    return is_new;
+}
+
+/* Destinations that want an alert of @p sev (or rule errors), as a borrowed name list. */
+static size_t pick_dests(const struct th_config *cfg, int sev, bool rule_errors,
+                         const char **names)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->ndestinations; i++) {
+        const struct th_config_dest *d = &cfg->destinations[i];
+        if (rule_errors ? d->rule_errors : (int)d->min_severity <= sev) {
+            names[n++] = d->name;
+        }
+    }
+    return n;
+}
+
+static void work_init(struct work *w, const struct th_config *cfg, size_t nrecords)
+{
+    memset(w, 0, sizeof(*w));
+    w->cfg = cfg;
+    w->matches = th_xcalloc(nrecords, sizeof(*w->matches));
+    w->errors = th_xcalloc(nrecords, sizeof(*w->errors));
+    w->accounts = th_xcalloc(nrecords, sizeof(*w->accounts));
+    w->keys = th_xcalloc(nrecords, sizeof(*w->keys));
+    w->docs = th_xcalloc(nrecords, sizeof(*w->docs));
+    w->account_ids = th_xcalloc(nrecords, sizeof(*w->account_ids));
+    w->alert_dests = th_xcalloc((size_t)(TH_SEV_CRITICAL + 1) * (cfg->ndestinations + 1),
+                                sizeof(*w->alert_dests));
+    w->error_dests = th_xcalloc(cfg->ndestinations + 1, sizeof(*w->error_dests));
+    w->nerror_dests = pick_dests(cfg, 0, true, w->error_dests);
+}
+
+static void work_cleanup(struct work *w)
+{
+    for (size_t i = 0; i < w->nmatches; i++) {
+        free(w->keys[i]);
+        json_decref(w->docs[i]);
+    }
+    free(w->matches);
+    free(w->errors);
+    free(w->accounts);
+    free(w->keys);
+    free(w->docs);
+    free(w->account_ids);
+    free(w->alert_dests);
+    free(w->error_dests);
+}
+
+static void add_match(struct work *w, const json_t *event, const struct th_engine_record *rec,
+                      int64_t now)
+{
+    const struct th_spec *spec = rec->spec;
+    size_t i = w->nmatches++;
+    const char **dests = w->alert_dests + (size_t)spec->severity * (w->cfg->ndestinations + 1);
+    size_t ndests = pick_dests(w->cfg, (int)spec->severity, false, dests);
+
+    w->keys[i] = th_alert_dedup_key(spec, w->cfg->dedup, event);
+    w->docs[i] = th_alert_doc(spec, event, &rec->result);
+    w->matches[i] = (struct th_store_match){
+        .rule_id = spec->rule_id,
+        .dedup_key = w->keys[i],
+        .event_id = th_event_id(event),
+        .event_time_ms = th_rule_event_time(event, now),
+        .dedup_period_minutes = spec->dedup_period_minutes,
+        .threshold = spec->threshold,
+        .title = spec->display_name,
+        .severity = th_severity_name(spec->severity),
+        .doc = w->docs[i],
+        .destinations = dests,
+        .ndestinations = ndests,
+    };
+}
+
+static void add_rule_error(struct work *w, const json_t *event, const struct th_engine_record *rec)
+{
+    const char *id = th_event_id(event);
+    th_log(TH_LOG_WARN, "rule", "%s: rule error on event %s: %s", rec->spec->rule_id,
+           id != NULL ? id : "(no eventID)", rec->result.error);
+    w->errors[w->nerrors++] = (struct th_store_rule_error){
+        .rule_id = rec->spec->rule_id,
+        .event_id = id,
+        .error = rec->result.error,
+        .event = event,
+        .destinations = w->error_dests,
+        .ndestinations = w->nerror_dests,
+    };
+}
+
+static void add_account(struct work *w, const struct th_engine_record *rec)
+{
+    size_t i = w->naccounts++;
+    memcpy(w->account_ids[i], rec->learned_account, sizeof(w->account_ids[i]));
+    w->accounts[i].account_id = w->account_ids[i];
+    w->accounts[i].expires_ms = rec->learned_expires_ms;
+    th_log(TH_LOG_INFO, "ingest", "learned new account %s", rec->learned_account);
+}
+
+/* The 202 body: counts and the distinct alert ids the request's matches count toward. */
+static json_t *accepted_body(const struct th_input *in, const struct work *w,
+                             const struct th_store_match_result *res)
+{
+    json_t *ids = json_array();
+    json_t *seen = json_object();
+    size_t duplicates = 0;
+    for (size_t i = 0; i < w->nmatches; i++) {
+        duplicates += res[i].duplicate;
+        if (res[i].alert_id[0] != '\0' && json_object_get(seen, res[i].alert_id) == NULL) {
+            json_object_set_new(seen, res[i].alert_id, json_true());
+            json_array_append_new(ids, json_string(res[i].alert_id));
+        }
+    }
+    json_decref(seen);
+    return json_pack("{s:I, s:I, s:o, s:I, s:I}", "accepted", (json_int_t)in->nrecords,
+                     "matched", (json_int_t)w->nmatches, "alerts", ids, "duplicates",
+                     (json_int_t)duplicates, "rule_errors", (json_int_t)w->nerrors);
+}
+
+static void commit(struct th_store *st, const struct th_input *in, struct work *w,
+                   struct th_ingest_result *out)
+{
+    struct th_store_batch batch = {w->matches, w->nmatches, w->errors,
+                                   w->nerrors,  w->accounts, w->naccounts};
+    struct th_store_match_result *res = th_xcalloc(w->nmatches + 1, sizeof(*res));
+    enum th_err rc = TH_OK;
+
+    if (w->nmatches + w->nerrors + w->naccounts > 0) {
+        rc = th_store_apply(st, &batch, th_clock_now_ms(), res);
+    }
+    if (rc != TH_OK) {
+        th_log(TH_LOG_ERROR, "ingest", "cannot commit %zu alerts: %s", w->nmatches,
+               th_store_last_error(st));
+        answer_error(out, 503, "the store cannot take writes now; nothing was applied", 0, 0,
+                     -1);
+        out->retry_after = 5;
+    } else {
+        for (size_t i = 0; i < w->nmatches; i++) {
+            out->new_alerts = out->new_alerts || res[i].new_alert;
+        }
+        out->new_alerts = out->new_alerts || w->nerrors > 0;
+        answer(out, 202, accepted_body(in, w, res));
+    }
+    free(res);
+}
+
+static void evaluate(const struct th_config *cfg, const struct th_spec_set *specs,
+                     struct th_store *st, const struct th_input *in, struct th_ingest_result *out)
+{
+    struct th_accounts *learned = th_accounts_new();
+    struct th_engine_run run = {.specs = specs,
+                                .base = store_account_lookup,
+                                .base_ctx = st,
+                                .learned = learned,
+                                .new_account_ttl_ms = cfg->new_account_ttl_seconds * 1000};
+    struct work w;
+    int64_t now = th_clock_now_ms();
+
+    work_init(&w, cfg, in->nrecords);
+    for (size_t i = 0; i < in->nrecords; i++) {
+        struct th_engine_record rec;
+        th_engine_eval(&run, in->records[i].event, now, &rec);
+        if (rec.learned_account[0] != '\0') {
+            add_account(&w, &rec);
+        }
+        if (rec.verdict == TH_RULE_MATCH) {
+            add_match(&w, in->records[i].event, &rec, now);
+        } else if (rec.verdict == TH_RULE_ERROR) {
+            add_rule_error(&w, in->records[i].event, &rec);
+        }
+    }
+    out->accepted = in->nrecords;
+    out->matched = w.nmatches;
+    out->rule_errors = w.nerrors;
+    commit(st, in, &w, out);
+    work_cleanup(&w);
+    th_accounts_free(learned);
+}
+
+void th_ingest_process(const struct th_config *cfg, const struct th_spec_set *specs,
+                       struct th_store *st, const char *body, size_t len,
+                       struct th_ingest_result *out)
+{
+    struct th_input_limits lim = {cfg->max_inflated_bytes, cfg->max_events, cfg->max_json_depth};
+    struct th_input in;
+    struct th_input_error ierr;
+
+    memset(out, 0, sizeof(*out));
+    enum th_err rc = th_input_parse(body, len, &lim, &in, &ierr);
+    out->form = in.form;
+    if (rc != TH_OK) {
+        answer_error(out, rc == TH_ETOOBIG ? 413 : 400, ierr.message, ierr.line, ierr.column,
+                     ierr.index);
+    } else if (in.form == TH_FORM_EMPTY) {
+        answer_error(out, 400, "the body holds no JSON document", 0, 0, -1);
+    } else {
+        for (size_t i = 0; i < in.nrecords && out->status == 0; i++) {
+            if (!in.records[i].cloudtrail) {
+                answer_error(out, 400,
+                             "not a CloudTrail record (no eventName): nothing was applied", 0, 0,
+                             (long)i);
+            }
+        }
+        if (out->status == 0) {
+            evaluate(cfg, specs, st, &in, out);
+        }
+    }
+    th_input_cleanup(&in);
+}

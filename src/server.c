@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * server.c -- `trailhook serve`: builds the server (store handles, queue, workers, deliverer,
+ * listeners), waits for a signal, and stops in order so that nothing acknowledged is lost.
+ */
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server_int.h"
+#include "trailhook/auth.h"
+#include "trailhook/clock.h"
+#include "trailhook/cmd.h"
+#include "trailhook/hash.h"
+#include "trailhook/log.h"
+#include "trailhook/mem.h"
+
+#define DRAIN_GRACE_MS 10000
+
+static void *worker_main(void *arg)
+{
+    struct th_server *srv = ((void **)arg)[0];
+    struct th_store *st = ((void **)arg)[1];
+    free(arg);
+    for (;;) {
+        struct th_http_req *req = th_queue_pop(srv->queue);
+        if (req == NULL) {
+            return NULL;
+        }
+        th_ingest_process(srv->cfg, srv->specs, st, req->body, req->len, &req->result);
+        if (req->result.new_alerts) {
+            th_deliverer_notify(srv->deliverer);
+        }
+        th_log(TH_LOG_DEBUG, "ingest", "%s: %u, %zu events (%s), %zu matched", req->request_id,
+               req->result.status, req->result.accepted, th_input_form_name(req->result.form),
+               req->result.matched);
+        th_http_resume(req);
+    }
+}
+
+static bool is_loopback(const char *addr)
+{
+    char host[256];
+    unsigned port;
+    struct in_addr v4;
+    if (!th_config_split_addr(addr, host, &port)) {
+        return false;
+    }
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0) {
+        return true;
+    }
+    return inet_pton(AF_INET, host, &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
+
+/* Without credentials the service may only listen where nobody else can reach it. */
+static bool auth_policy_ok(const struct th_server *srv)
+{
+    if (th_auth_configured(srv->cfg) || srv->insecure_no_auth) {
+        return true;
+    }
+    if (is_loopback(srv->cfg->listen)) {
+        return true;
+    }
+    fprintf(stderr,
+            "trailhook: refusing to listen on %s without credentials: set api_keys or "
+            "basic_auth (TRAILHOOK_API_KEYS), listen on 127.0.0.1, or pass --insecure-no-auth\n",
+            srv->cfg->listen);
+    return false;
+}
+
+static enum th_err open_stores(struct th_server *srv, char *err, size_t errlen)
+{
+    const char *dir = srv->cfg->state_dir;
+    enum th_err rc = th_store_open(dir, TH_STORE_READWRITE, &srv->read_store, err, errlen);
+    for (size_t i = 0; rc == TH_OK && i < srv->nworkers; i++) {
+        rc = th_store_open(dir, TH_STORE_READWRITE, &srv->worker_stores[i], err, errlen);
+    }
+    if (rc == TH_OK) {
+        atomic_store(&srv->status.store_writable,
+                     th_store_check_writable(srv->read_store) == TH_OK);
+    }
+    return rc;
+}
+
+static enum th_err start_workers(struct th_server *srv)
+{
+    for (size_t i = 0; i < srv->nworkers; i++) {
+        void **arg = th_xmalloc(2 * sizeof(void *));
+        arg[0] = srv;
+        arg[1] = srv->worker_stores[i];
+        if (pthread_create(&srv->workers[i], NULL, worker_main, arg) != 0) {
+            free(arg);
+            srv->nworkers = i;
+            return TH_ENOMEM;
+        }
+    }
+    return TH_OK;
+}
+
+static void init_server(struct th_server *srv, const struct th_config *cfg,
+                        const struct th_spec_set *specs, bool insecure_no_auth)
+{
+    unsigned char rnd[6] = {0};
+    memset(srv, 0, sizeof(*srv));
+    srv->cfg = cfg;
+    srv->specs = specs;
+    srv->insecure_no_auth = insecure_no_auth;
+    srv->nworkers = (size_t)cfg->workers;
+    srv->workers = th_xcalloc(srv->nworkers, sizeof(*srv->workers));
+    srv->worker_stores = th_xcalloc(srv->nworkers, sizeof(*srv->worker_stores));
+    srv->queue = th_queue_new(cfg->queue_capacity);
+    pthread_mutex_init(&srv->read_lock, NULL);
+    th_rand_bytes(rnd, sizeof(rnd));
+    th_hex(rnd, sizeof(rnd), srv->request_prefix);
+}
+
+/* Stops in dependency order: listeners quiet, queue drained, workers joined, deliveries ended. */
+static void stop_server(struct th_server *srv)
+{
+    th_http_quiesce(srv);
+    th_queue_close(srv->queue);
+    for (size_t i = 0; i < srv->nworkers; i++) {
+        pthread_join(srv->workers[i], NULL);
+    }
+    /* Every queued request has been answered; give the responses a moment to leave. */
+    for (int i = 0; i < 100 && atomic_load(&srv->in_flight) > 0; i++) {
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    th_http_stop(srv);
+    th_deliverer_stop(srv->deliverer, DRAIN_GRACE_MS);
+}
+
+static void free_server(struct th_server *srv)
+{
+    th_deliverer_free(srv->deliverer);
+    for (size_t i = 0; i < srv->nworkers; i++) {
+        th_store_free(srv->worker_stores[i]);
+    }
+    th_store_free(srv->read_store);
+    th_queue_free(srv->queue);
+    pthread_mutex_destroy(&srv->read_lock);
+    free(srv->workers);
+    free(srv->worker_stores);
+}
+
+/* Signals are taken synchronously by the main thread; every other thread blocks them. */
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* A second SIGTERM/SIGINT during the drain ends the process at once; SQLite keeps what it
+ * committed, and the outbox resends what was not delivered. */
+static void *second_signal(void *arg)
+{
+    sigset_t *set = arg;
+    int sig = 0;
+    for (;;) {
+        sigwait(set, &sig);
+        if (sig != SIGHUP) {
+            th_log(TH_LOG_WARN, "server", "second signal %d: exiting now", sig);
+            _exit(1);
+        }
+    }
+}
+
+static int wait_for_stop(sigset_t *set)
+{
+    int sig = 0;
+    for (;;) {
+        sigwait(set, &sig);
+        if (sig == SIGHUP) {
+            th_log(TH_LOG_INFO, "server", "SIGHUP: configuration reload is not supported yet");
+            continue;
+        }
+        return sig;
+    }
+}
+
+static int run(struct th_server *srv, sigset_t *set)
+{
+    char err[512] = "";
+    if (open_stores(srv, err, sizeof(err)) != TH_OK ||
+        th_deliverer_new(srv->cfg, &srv->status, &srv->deliverer, err, sizeof(err)) != TH_OK) {
+        fprintf(stderr, "trailhook: %s\n", err);
+        return TH_EXIT_USAGE;
+    }
+    if (start_workers(srv) != TH_OK || th_deliverer_start(srv->deliverer) != TH_OK ||
+        th_http_start(srv, err, sizeof(err)) != TH_OK) {
+        fprintf(stderr, "trailhook: %s\n", err[0] != '\0' ? err : "cannot start threads");
+        stop_server(srv);
+        return TH_EXIT_USAGE;
+    }
+    th_log(TH_LOG_INFO, "server", "trailhook %s listening on %s (%zu rules, %d workers, state %s)",
+           TH_VERSION, srv->cfg->listen, srv->specs->nspecs, srv->cfg->workers,
+           srv->cfg->state_dir);
+    int sig = wait_for_stop(set);
+    th_log(TH_LOG_INFO, "server", "signal %d: draining", sig);
+    pthread_t t;
+    pthread_create(&t, NULL, second_signal, set);
+    pthread_detach(t);
+    stop_server(srv);
+    th_log(TH_LOG_INFO, "server", "stopped");
+    return TH_EXIT_OK;
+}
+
+int th_cmd_serve(const struct th_config *cfg, const struct th_spec_set *specs,
+                 bool insecure_no_auth)
+{
+    static sigset_t set;
+    struct th_server srv;
+
+    init_server(&srv, cfg, specs, insecure_no_auth);
+    int status = TH_EXIT_USAGE;
+    if (auth_policy_ok(&srv)) {
+        block_signals(&set);
+        status = run(&srv, &set);
+    }
+    free_server(&srv);
+    return status;
+}

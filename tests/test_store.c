@@ -1,0 +1,937 @@
+/* SPDX-License-Identifier: MIT */
+/* test_store.c -- the durable store against a real SQLite file in a fresh temporary directory. */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "trailhook/clock.h"
+#include "trailhook/hash.h"
+#include "trailhook/store.h"
+
+#define RULE   "AWS.CloudTrail.AMIModifiedForPublicAccess"
+#define T0     1700000000000LL /* the tests' "now": 2023-11-14T22:13:20Z */
+#define MINUTE 60000LL
+#define DAY    86400000LL
+
+struct fx {
+    char dir[64];        /* the mkdtemp directory, removed by teardown */
+    char state_dir[128]; /* dir/state: does not exist until a read-write open */
+    struct th_store *st; /* read-write handle, NULL for the open tests */
+};
+
+static const char *const two_dests[] = {"slack", "pagerduty"};
+static const char *const webhook_only[] = {"webhook"};
+
+/* ---- fixtures and helpers --------------------------------------------------------------- */
+
+static void rm_rf(const char *path)
+{
+    struct stat sb;
+    DIR *d = NULL;
+    struct dirent *e = NULL;
+
+    if (lstat(path, &sb) != 0) {
+        return;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        chmod(path, 0700);
+        d = opendir(path);
+        while (d != NULL && (e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+                char child[512];
+                snprintf(child, sizeof(child), "%s/%s", path, e->d_name);
+                rm_rf(child);
+            }
+        }
+        if (d != NULL) {
+            closedir(d);
+        }
+        rmdir(path);
+        return;
+    }
+    unlink(path);
+}
+
+static int setup_dir(void **state)
+{
+    struct fx *fx = calloc(1, sizeof(*fx));
+
+    if (fx == NULL) {
+        return -1;
+    }
+    snprintf(fx->dir, sizeof(fx->dir), "/tmp/th_store_XXXXXX");
+    if (mkdtemp(fx->dir) == NULL) {
+        free(fx);
+        return -1;
+    }
+    snprintf(fx->state_dir, sizeof(fx->state_dir), "%s/state", fx->dir);
+    *state = fx;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    struct fx *fx = NULL;
+    char err[256];
+
+    if (setup_dir(state) != 0) {
+        return -1;
+    }
+    fx = *state;
+    if (th_store_open(fx->state_dir, TH_STORE_READWRITE, &fx->st, err, sizeof(err)) != TH_OK) {
+        fprintf(stderr, "setup: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *fx = *state;
+
+    th_store_free(fx->st);
+    rm_rf(fx->dir);
+    free(fx);
+    return 0;
+}
+
+static struct th_store_match match_of(const char *key, const char *event_id, int64_t event_ms,
+                                      const json_t *doc)
+{
+    struct th_store_match m = {
+        .rule_id = RULE,
+        .dedup_key = key,
+        .event_id = event_id,
+        .event_time_ms = event_ms,
+        .dedup_period_minutes = 60,
+        .threshold = 1,
+        .title = "AMI made public",
+        .severity = "Medium",
+        .doc = doc,
+        .destinations = two_dests,
+        .ndestinations = 2,
+    };
+    return m;
+}
+
+static enum th_err apply_one(struct th_store *st, const struct th_store_match *m, int64_t now_ms,
+                             struct th_store_match_result *res)
+{
+    struct th_store_batch b = {.matches = m, .nmatches = 1};
+
+    return th_store_apply(st, &b, now_ms, res);
+}
+
+/* Applies a default match for @p key / @p event_id at @p now_ms (event time = now). */
+static struct th_store_match_result hit(struct th_store *st, const char *key, const char *event_id,
+                                        int64_t now_ms)
+{
+    struct th_store_match m = match_of(key, event_id, now_ms, NULL);
+    struct th_store_match_result res;
+
+    assert_int_equal(apply_one(st, &m, now_ms, &res), TH_OK);
+    return res;
+}
+
+/* What replicas must agree on: sha256(rule "\n" key "\n" window start), first 32 hex chars. */
+static void expected_id(const char *key, int64_t window_start_ms, char out[33])
+{
+    unsigned char digest[TH_SHA256_LEN];
+    char material[256];
+
+    snprintf(material, sizeof(material), "%s\n%s\n%lld", RULE, key, (long long)window_start_ms);
+    th_sha256(material, strlen(material), digest);
+    th_hex(digest, 16, out);
+}
+
+static size_t pending(struct th_store *st, const char *dest)
+{
+    size_t p = 0;
+    size_t d = 0;
+
+    assert_int_equal(th_store_outbox_counts(st, dest, &p, &d), TH_OK);
+    return p;
+}
+
+static json_int_t alert_count(struct th_store *st, const char *id)
+{
+    json_t *a = NULL;
+    json_int_t n;
+
+    assert_int_equal(th_store_alert_get(st, id, &a), TH_OK);
+    n = json_integer_value(json_object_get(a, "event_count"));
+    json_decref(a);
+    return n;
+}
+
+static void assert_json_str(const json_t *obj, const char *key, const char *want)
+{
+    const json_t *v = json_object_get(obj, key);
+
+    assert_non_null(v);
+    assert_string_equal(json_string_value(v), want);
+}
+
+static void assert_json_time(const json_t *obj, const char *key, int64_t ms)
+{
+    char buf[32];
+
+    th_clock_format_iso8601(ms, buf);
+    assert_json_str(obj, key, buf);
+}
+
+static size_t recent_alerts(struct th_store *st)
+{
+    json_t *arr = NULL;
+    size_t n;
+
+    assert_int_equal(th_store_alerts_recent(st, 100, &arr), TH_OK);
+    n = json_array_size(arr);
+    json_decref(arr);
+    return n;
+}
+
+/* ---- opening ---------------------------------------------------------------------------- */
+
+static void test_open_creates_state_dir_and_wal_db(void **state)
+{
+    struct fx *fx = *state;
+    char nested[256];
+    char db[300];
+    char err[256];
+    struct stat sb;
+    sqlite3 *raw = NULL;
+    sqlite3_stmt *s = NULL;
+
+    snprintf(nested, sizeof(nested), "%s/a/b", fx->state_dir);
+    assert_int_equal(th_store_open(nested, TH_STORE_READWRITE, &fx->st, err, sizeof(err)), TH_OK);
+    assert_int_equal(stat(nested, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    snprintf(db, sizeof(db), "%s/%s", nested, TH_STORE_DB_NAME);
+    assert_int_equal(stat(db, &sb), 0);
+
+    /* The journal mode is a property of the file, visible to any other connection. */
+    assert_int_equal(sqlite3_open_v2(db, &raw, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(raw, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
+    sqlite3_finalize(s);
+    sqlite3_close(raw);
+
+    /* Opening again (a restart, or a second thread's handle) finds the schema in place. */
+    struct th_store *again = NULL;
+    assert_int_equal(th_store_open(nested, TH_STORE_READWRITE, &again, err, sizeof(err)), TH_OK);
+    th_store_free(again);
+}
+
+static void test_open_readonly_missing_creates_nothing(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store *st = NULL;
+    char err[256] = "";
+    struct stat sb;
+
+    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READONLY, &st, err, sizeof(err)),
+                     TH_ENOTFOUND);
+    assert_null(st);
+    assert_non_null(strstr(err, fx->state_dir));
+    assert_int_equal(stat(fx->state_dir, &sb), -1);
+    assert_int_equal(errno, ENOENT);
+
+    /* An existing directory without a database: still not found, and still nothing created. */
+    assert_int_equal(mkdir(fx->state_dir, 0700), 0);
+    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READONLY, &st, err, sizeof(err)),
+                     TH_ENOTFOUND);
+    char db[300];
+    snprintf(db, sizeof(db), "%s/%s", fx->state_dir, TH_STORE_DB_NAME);
+    assert_int_equal(stat(db, &sb), -1);
+}
+
+/* ---- accounts --------------------------------------------------------------------------- */
+
+static void test_accounts_add_check_expiry_boundary(void **state)
+{
+    struct fx *fx = *state;
+    bool is_new = false;
+
+    assert_int_equal(th_store_account_add(fx->st, "111122223333", T0 + 1000, "operator", T0),
+                     TH_OK);
+    assert_int_equal(th_store_account_check(fx->st, "111122223333", T0 + 999, &is_new), TH_OK);
+    assert_true(is_new);
+    /* Expiring exactly at the event's time means it is no longer new. */
+    assert_int_equal(th_store_account_check(fx->st, "111122223333", T0 + 1000, &is_new), TH_OK);
+    assert_false(is_new);
+    assert_int_equal(th_store_account_check(fx->st, "999999999999", T0, &is_new), TH_OK);
+    assert_false(is_new);
+}
+
+static void test_accounts_later_expiry_wins(void **state)
+{
+    struct fx *fx = *state;
+    bool is_new = false;
+
+    assert_int_equal(th_store_account_add(fx->st, "111122223333", T0 + DAY, "operator", T0), TH_OK);
+    /* An earlier expiry does not shorten the entry... */
+    assert_int_equal(th_store_account_add(fx->st, "111122223333", T0 + 1000, "learned", T0), TH_OK);
+    assert_int_equal(th_store_account_check(fx->st, "111122223333", T0 + DAY - 1, &is_new), TH_OK);
+    assert_true(is_new);
+    /* ...and a later one extends it. */
+    assert_int_equal(th_store_account_add(fx->st, "111122223333", T0 + 3 * DAY, "learned", T0),
+                     TH_OK);
+    assert_int_equal(th_store_account_check(fx->st, "111122223333", T0 + 2 * DAY, &is_new), TH_OK);
+    assert_true(is_new);
+}
+
+static void test_accounts_remove_and_list(void **state)
+{
+    struct fx *fx = *state;
+    json_t *list = NULL;
+    bool is_new = true;
+
+    assert_int_equal(th_store_account_add(fx->st, "222222222222", T0 + DAY, "operator", T0), TH_OK);
+    assert_int_equal(th_store_account_add(fx->st, "111111111111", T0 + 2 * DAY, "operator", T0),
+                     TH_OK);
+    assert_int_equal(th_store_accounts_list(fx->st, &list), TH_OK);
+    assert_int_equal(json_array_size(list), 2);
+    const json_t *first = json_array_get(list, 0);
+    assert_json_str(first, "account_id", "111111111111"); /* ordered by id */
+    assert_json_time(first, "expires_at", T0 + 2 * DAY);
+    assert_json_str(first, "source", "operator");
+    assert_json_time(first, "added_at", T0);
+    json_decref(list);
+
+    assert_int_equal(th_store_account_remove(fx->st, "111111111111"), TH_OK);
+    assert_int_equal(th_store_account_check(fx->st, "111111111111", T0, &is_new), TH_OK);
+    assert_false(is_new);
+    assert_int_equal(th_store_account_remove(fx->st, "111111111111"), TH_ENOTFOUND);
+    assert_int_equal(th_store_accounts_list(fx->st, &list), TH_OK);
+    assert_int_equal(json_array_size(list), 1);
+    json_decref(list);
+}
+
+static void test_accounts_learned_through_apply(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_learned_account acct = {.account_id = "444455556666", .expires_ms = T0 + DAY};
+    struct th_store_batch b = {.accounts = &acct, .naccounts = 1};
+    json_t *list = NULL;
+    bool is_new = false;
+
+    assert_int_equal(th_store_apply(fx->st, &b, T0, NULL), TH_OK);
+    assert_int_equal(th_store_account_check(fx->st, "444455556666", T0, &is_new), TH_OK);
+    assert_true(is_new);
+    assert_int_equal(th_store_accounts_list(fx->st, &list), TH_OK);
+    assert_json_str(json_array_get(list, 0), "source", "learned");
+    json_decref(list);
+}
+
+/* ---- alerts and dedup ------------------------------------------------------------------- */
+
+static void test_apply_one_match_creates_alert_and_outbox(void **state)
+{
+    struct fx *fx = *state;
+    json_t *doc = json_pack("{s:s, s:s, s:i}", "eventName", "ModifyImageAttribute", "status",
+                            "from the doc", "event_count", 99);
+    struct th_store_match m = match_of("k1", "ev-1", T0 - 5000, doc);
+    struct th_store_match_result res;
+    struct th_outbox_row rows[4];
+    char want[33];
+    size_t n = 0;
+    json_t *a = NULL;
+
+    assert_int_equal(apply_one(fx->st, &m, T0, &res), TH_OK);
+    expected_id("k1", T0, want);
+    assert_string_equal(res.alert_id, want);
+    assert_true(res.new_alert);
+    assert_false(res.duplicate);
+
+    /* One pending row per destination of the match, due now. */
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(th_store_outbox_due(fx->st, two_dests[i], T0, rows, 4, &n), TH_OK);
+        assert_int_equal(n, 1);
+        assert_string_equal(rows[0].destination, two_dests[i]);
+        assert_int_equal(rows[0].kind, TH_OUTBOX_ALERT);
+        assert_string_equal(rows[0].ref, want);
+        assert_int_equal(rows[0].attempts, 0);
+        assert_int_equal(rows[0].next_attempt_ms, T0);
+    }
+    assert_int_equal(pending(fx->st, "webhook"), 0);
+
+    assert_int_equal(th_store_alert_get(fx->st, want, &a), TH_OK);
+    assert_json_str(a, "id", want);
+    assert_json_str(a, "rule", RULE);
+    assert_json_str(a, "dedup_key", "k1");
+    assert_json_str(a, "status", "open"); /* the column wins over the doc's key */
+    assert_int_equal(json_integer_value(json_object_get(a, "event_count")), 1);
+    assert_json_time(a, "first_seen", T0 - 5000);
+    assert_json_time(a, "last_seen", T0 - 5000);
+    assert_json_time(a, "created_at", T0);
+    assert_json_time(a, "updated_at", T0);
+    assert_json_str(a, "eventName", "ModifyImageAttribute"); /* the doc's own keys stay */
+    json_decref(a);
+    json_decref(doc);
+
+    assert_int_equal(th_store_alert_get(fx->st, "0123456789abcdef0123456789abcdef", &a),
+                     TH_ENOTFOUND);
+    assert_null(a);
+}
+
+static void test_duplicate_event_id_counts_once(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result first = hit(fx->st, "k1", "ev-1", T0);
+    struct th_store_match_result again = hit(fx->st, "k1", "ev-1", T0 + 1000);
+
+    assert_true(again.duplicate);
+    assert_false(again.new_alert);
+    assert_string_equal(again.alert_id, first.alert_id);
+    assert_int_equal(alert_count(fx->st, first.alert_id), 1);
+    assert_int_equal(pending(fx->st, "slack"), 1);
+}
+
+static void test_second_event_in_window_updates_count_not_pager(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result first = hit(fx->st, "k1", "ev-1", T0);
+    struct th_store_match_result second = hit(fx->st, "k1", "ev-2", T0 + 10 * MINUTE);
+    json_t *a = NULL;
+
+    assert_string_equal(second.alert_id, first.alert_id);
+    assert_false(second.new_alert);
+    assert_false(second.duplicate);
+    assert_int_equal(pending(fx->st, "slack"), 1);
+    assert_int_equal(pending(fx->st, "pagerduty"), 1);
+    assert_int_equal(th_store_alert_get(fx->st, first.alert_id, &a), TH_OK);
+    assert_int_equal(json_integer_value(json_object_get(a, "event_count")), 2);
+    assert_json_time(a, "first_seen", T0);
+    assert_json_time(a, "last_seen", T0 + 10 * MINUTE);
+    assert_json_time(a, "updated_at", T0 + 10 * MINUTE);
+    json_decref(a);
+}
+
+static void test_event_after_window_end_opens_new_alert(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result first = hit(fx->st, "k1", "ev-1", T0);
+    struct th_store_match_result last_in = hit(fx->st, "k1", "ev-2", T0 + 60 * MINUTE - 1);
+    struct th_store_match_result next = hit(fx->st, "k1", "ev-3", T0 + 60 * MINUTE);
+    char want[33];
+
+    assert_string_equal(last_in.alert_id, first.alert_id);
+    assert_string_not_equal(next.alert_id, first.alert_id);
+    assert_true(next.new_alert);
+    expected_id("k1", T0 + 60 * MINUTE, want);
+    assert_string_equal(next.alert_id, want);
+    assert_int_equal(alert_count(fx->st, first.alert_id), 2);
+    assert_int_equal(alert_count(fx->st, next.alert_id), 1);
+    assert_int_equal(pending(fx->st, "slack"), 2);
+}
+
+static void test_threshold_waits_then_carries_first_doc(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result res;
+    json_t *docs[3];
+    json_t *a = NULL;
+    const char *ids[] = {"ev-1", "ev-2", "ev-3"};
+
+    for (int i = 0; i < 3; i++) {
+        docs[i] = json_pack("{s:i}", "n", i + 1);
+        struct th_store_match m = match_of("k1", ids[i], T0 + i * MINUTE, docs[i]);
+        m.threshold = 3;
+        assert_int_equal(apply_one(fx->st, &m, T0 + i * MINUTE, &res), TH_OK);
+        assert_int_equal(res.new_alert, i == 2);
+        if (i < 2) {
+            assert_string_equal(res.alert_id, "");
+            assert_int_equal(pending(fx->st, NULL), 0);
+        }
+    }
+    assert_int_equal(th_store_alert_get(fx->st, res.alert_id, &a), TH_OK);
+    assert_int_equal(json_integer_value(json_object_get(a, "event_count")), 3);
+    assert_int_equal(json_integer_value(json_object_get(a, "n")), 1);
+    assert_json_time(a, "first_seen", T0);
+    assert_json_time(a, "last_seen", T0 + 2 * MINUTE);
+    json_decref(a);
+    assert_int_equal(pending(fx->st, NULL), 2);
+
+    /* A retry of an event that counted below the threshold is still a duplicate. */
+    struct th_store_match m = match_of("k1", "ev-1", T0, docs[0]);
+    m.threshold = 3;
+    assert_int_equal(apply_one(fx->st, &m, T0 + 3 * MINUTE, &res), TH_OK);
+    assert_true(res.duplicate);
+    assert_string_equal(res.alert_id, "");
+    for (int i = 0; i < 3; i++) {
+        json_decref(docs[i]);
+    }
+}
+
+static void test_different_keys_different_alerts(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result a = hit(fx->st, "123456789012/us-east-1/ami-1", "ev-1", T0);
+    struct th_store_match_result b = hit(fx->st, "123456789012/us-east-1/ami-2", "ev-2", T0);
+
+    assert_true(a.new_alert);
+    assert_true(b.new_alert);
+    assert_string_not_equal(a.alert_id, b.alert_id);
+    assert_int_equal(pending(fx->st, "slack"), 2);
+    assert_int_equal(recent_alerts(fx->st), 2);
+}
+
+static void test_same_key_twice_in_one_batch(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match m[4] = {
+        match_of("k1", "ev-1", T0, NULL), match_of("k1", "ev-2", T0, NULL),
+        match_of("k1", "ev-2", T0, NULL), /* the same record twice in one body */
+        match_of("k1", NULL, T0, NULL),   /* no eventID: never a duplicate */
+    };
+    struct th_store_batch b = {.matches = m, .nmatches = 4};
+    struct th_store_match_result res[4];
+
+    assert_int_equal(th_store_apply(fx->st, &b, T0, res), TH_OK);
+    assert_true(res[0].new_alert);
+    assert_false(res[1].new_alert);
+    assert_false(res[1].duplicate);
+    assert_true(res[2].duplicate);
+    assert_false(res[3].duplicate);
+    for (size_t i = 1; i < 4; i++) {
+        assert_string_equal(res[i].alert_id, res[0].alert_id);
+    }
+    assert_int_equal(alert_count(fx->st, res[0].alert_id), 3);
+    assert_int_equal(pending(fx->st, "slack"), 1);
+    assert_int_equal(recent_alerts(fx->st), 1);
+}
+
+static void test_null_event_ids_all_count(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result first = hit(fx->st, "k1", NULL, T0);
+    struct th_store_match_result second = hit(fx->st, "k1", NULL, T0 + 1);
+
+    assert_false(second.duplicate);
+    assert_int_equal(alert_count(fx->st, first.alert_id), 2);
+}
+
+static void test_alerts_recent_newest_first(void **state)
+{
+    struct fx *fx = *state;
+    json_t *arr = NULL;
+    struct th_store_match_result r[3] = {
+        hit(fx->st, "k1", "ev-1", T0),
+        hit(fx->st, "k2", "ev-2", T0 + 1),
+        hit(fx->st, "k3", "ev-3", T0 + 2),
+    };
+
+    assert_int_equal(th_store_alerts_recent(fx->st, 2, &arr), TH_OK);
+    assert_int_equal(json_array_size(arr), 2);
+    assert_json_str(json_array_get(arr, 0), "id", r[2].alert_id);
+    assert_json_str(json_array_get(arr, 1), "id", r[1].alert_id);
+    assert_json_str(json_array_get(arr, 0), "status", "open");
+    json_decref(arr);
+    assert_int_equal(th_store_alerts_recent(fx->st, 0, &arr), TH_OK);
+    assert_int_equal(json_array_size(arr), 0);
+    json_decref(arr);
+}
+
+static void test_invalid_batch_applies_nothing(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match m[2] = {match_of("k1", "ev-1", T0, NULL),
+                                  match_of("k2", "ev-2", T0, NULL)};
+    struct th_store_batch b = {.matches = m, .nmatches = 2};
+    struct th_store_match_result res[2];
+
+    m[1].dedup_key = NULL;
+    assert_int_equal(th_store_apply(fx->st, &b, T0, res), TH_EINVAL);
+    assert_int_equal(recent_alerts(fx->st), 0);
+    assert_int_equal(pending(fx->st, NULL), 0);
+}
+
+/* ---- rule errors ------------------------------------------------------------------------ */
+
+static void test_rule_error_kept_and_outboxed_to_its_destinations(void **state)
+{
+    struct fx *fx = *state;
+    json_t *event = json_pack("{s:s, s:[i]}", "eventID", "ev-bad", "items", 7);
+    struct th_store_rule_error re = {
+        .rule_id = RULE,
+        .event_id = "ev-bad",
+        .error = "launchPermission.add.items[0] is not an object",
+        .event = event,
+        .destinations = webhook_only,
+        .ndestinations = 1,
+    };
+    struct th_store_batch b = {.rule_errors = &re, .nrule_errors = 1};
+    struct th_outbox_row row;
+    size_t n = 0;
+    json_t *got = NULL;
+
+    assert_int_equal(th_store_apply(fx->st, &b, T0, NULL), TH_OK);
+    assert_int_equal(pending(fx->st, "slack"), 0);
+    assert_int_equal(pending(fx->st, "pagerduty"), 0);
+    assert_int_equal(th_store_outbox_due(fx->st, "webhook", T0, &row, 1, &n), TH_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(row.kind, TH_OUTBOX_RULE_ERROR);
+
+    assert_int_equal(th_store_rule_error_get(fx->st, strtoll(row.ref, NULL, 10), &got), TH_OK);
+    assert_int_equal(json_integer_value(json_object_get(got, "id")), strtoll(row.ref, NULL, 10));
+    assert_json_str(got, "rule", RULE);
+    assert_json_str(got, "event_id", "ev-bad");
+    assert_json_str(got, "error", re.error);
+    assert_true(json_equal(json_object_get(got, "event"), event));
+    assert_json_time(got, "created_at", T0);
+    json_decref(got);
+    json_decref(event);
+    assert_int_equal(th_store_rule_error_get(fx->st, 9999, &got), TH_ENOTFOUND);
+}
+
+/* ---- outbox ----------------------------------------------------------------------------- */
+
+static void test_outbox_due_retry_done(void **state)
+{
+    struct fx *fx = *state;
+    struct th_outbox_row rows[4];
+    size_t n = 9;
+    int64_t next = 0;
+
+    hit(fx->st, "k1", "ev-1", T0);
+    assert_int_equal(th_store_outbox_due(fx->st, "slack", T0 - 1, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(th_store_outbox_due(fx->st, "slack", T0, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 1);
+    int64_t slack_id = rows[0].id;
+
+    assert_int_equal(th_store_outbox_retry(fx->st, slack_id, T0 + 5000, "HTTP 503", T0), TH_OK);
+    assert_int_equal(th_store_outbox_due(fx->st, "slack", T0 + 4999, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(th_store_outbox_next_due(fx->st, &next), TH_OK);
+    assert_int_equal(next, T0); /* pagerduty's row is still due now */
+    assert_int_equal(th_store_outbox_due(fx->st, "pagerduty", T0, rows, 4, &n), TH_OK);
+    assert_int_equal(th_store_outbox_done(fx->st, rows[0].id, T0), TH_OK);
+    assert_int_equal(th_store_outbox_next_due(fx->st, &next), TH_OK);
+    assert_int_equal(next, T0 + 5000);
+
+    assert_int_equal(th_store_outbox_due(fx->st, "slack", T0 + 5000, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].attempts, 1);
+    assert_int_equal(rows[0].created_ms, T0);
+    assert_int_equal(th_store_outbox_done(fx->st, slack_id, T0 + 5000), TH_OK);
+    assert_int_equal(th_store_outbox_due(fx->st, "slack", T0 + DAY, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(pending(fx->st, NULL), 0);
+    assert_int_equal(th_store_outbox_next_due(fx->st, &next), TH_OK);
+    assert_int_equal(next, INT64_MAX);
+    assert_int_equal(th_store_outbox_done(fx->st, 424242, T0), TH_ENOTFOUND);
+    assert_int_equal(th_store_outbox_retry(fx->st, 424242, T0, "x", T0), TH_ENOTFOUND);
+}
+
+static void test_outbox_dead_letters_and_counts(void **state)
+{
+    struct fx *fx = *state;
+    struct th_outbox_row rows[4];
+    size_t n = 0;
+    size_t p = 0;
+    size_t d = 0;
+
+    hit(fx->st, "k1", "ev-1", T0);
+    hit(fx->st, "k2", "ev-2", T0 + 1);
+    hit(fx->st, "k3", "ev-3", T0 + 2);
+    /* At most max rows, oldest first. */
+    assert_int_equal(th_store_outbox_due(fx->st, "slack", T0 + 2, rows, 2, &n), TH_OK);
+    assert_int_equal(n, 2);
+    assert_true(rows[0].id < rows[1].id);
+    assert_int_equal(rows[0].created_ms, T0);
+
+    assert_int_equal(th_store_outbox_dead(fx->st, rows[0].id, "400 invalid_payload", T0 + 3),
+                     TH_OK);
+    assert_int_equal(th_store_outbox_counts(fx->st, "slack", &p, &d), TH_OK);
+    assert_int_equal(p, 2);
+    assert_int_equal(d, 1);
+    assert_int_equal(th_store_outbox_counts(fx->st, NULL, &p, &d), TH_OK);
+    assert_int_equal(p, 5);
+    assert_int_equal(d, 1);
+    /* A dead letter is never offered again. */
+    assert_int_equal(th_store_outbox_due(fx->st, "slack", T0 + DAY, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(th_store_outbox_dead(fx->st, 424242, "x", T0), TH_ENOTFOUND);
+}
+
+/* ---- durability and concurrency --------------------------------------------------------- */
+
+static void test_state_survives_close_and_reopen(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result res = hit(fx->st, "k1", "ev-1", T0);
+    struct th_store *ro = NULL;
+    char err[256];
+    bool is_new = false;
+
+    assert_int_equal(th_store_account_add(fx->st, "111122223333", T0 + DAY, "operator", T0), TH_OK);
+    th_store_free(fx->st);
+    fx->st = NULL;
+
+    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READWRITE, &fx->st, err, sizeof(err)),
+                     TH_OK);
+    assert_int_equal(alert_count(fx->st, res.alert_id), 1);
+    assert_int_equal(pending(fx->st, "slack"), 1);
+    assert_int_equal(th_store_account_check(fx->st, "111122223333", T0, &is_new), TH_OK);
+    assert_true(is_new);
+    /* The dedup window and seen IDs came back too. */
+    assert_true(hit(fx->st, "k1", "ev-1", T0 + 1).duplicate);
+    assert_string_equal(hit(fx->st, "k1", "ev-2", T0 + 2).alert_id, res.alert_id);
+
+    /* trailhook eval reads the same state through a read-only handle. */
+    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READONLY, &ro, err, sizeof(err)), TH_OK);
+    assert_int_equal(alert_count(ro, res.alert_id), 2);
+    th_store_free(ro);
+}
+
+#define WORKERS           2
+#define EVENTS_PER_WORKER 50
+
+struct worker {
+    const char *state_dir;
+    int index;
+    int failures;
+    int new_alerts;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct th_store *st = NULL;
+    char err[256];
+
+    if (th_store_open(w->state_dir, TH_STORE_READWRITE, &st, err, sizeof(err)) != TH_OK) {
+        w->failures = EVENTS_PER_WORKER;
+        return NULL;
+    }
+    for (int i = 0; i < EVENTS_PER_WORKER; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "w%d-ev-%d", w->index, i);
+        struct th_store_match m = match_of("k1", id, T0 + i, NULL);
+        struct th_store_match_result res;
+        if (apply_one(st, &m, T0 + i, &res) != TH_OK) {
+            w->failures++;
+        } else if (res.new_alert) {
+            w->new_alerts++;
+        }
+    }
+    th_store_free(st);
+    return NULL;
+}
+
+static void test_two_handles_concurrently_lose_no_counts(void **state)
+{
+    struct fx *fx = *state;
+    pthread_t threads[WORKERS];
+    struct worker workers[WORKERS];
+    json_t *arr = NULL;
+    int new_alerts = 0;
+
+    for (int i = 0; i < WORKERS; i++) {
+        workers[i] = (struct worker){.state_dir = fx->state_dir, .index = i};
+        assert_int_equal(pthread_create(&threads[i], NULL, worker_main, &workers[i]), 0);
+    }
+    for (int i = 0; i < WORKERS; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        assert_int_equal(workers[i].failures, 0);
+        new_alerts += workers[i].new_alerts;
+    }
+    assert_int_equal(new_alerts, 1);
+    assert_int_equal(th_store_alerts_recent(fx->st, 10, &arr), TH_OK);
+    assert_int_equal(json_array_size(arr), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(arr, 0), "event_count")),
+                     WORKERS * EVENTS_PER_WORKER);
+    json_decref(arr);
+    assert_int_equal(pending(fx->st, "slack"), 1);
+}
+
+static void test_apply_on_read_only_handle_fails_cleanly(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store *ro = NULL;
+    struct th_store_match m = match_of("k1", "ev-1", T0, NULL);
+    struct th_store_match_result res;
+    char err[256];
+    bool is_new = false;
+
+    assert_int_equal(th_store_account_add(fx->st, "111122223333", T0 + DAY, "operator", T0), TH_OK);
+    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READONLY, &ro, err, sizeof(err)), TH_OK);
+    assert_int_equal(th_store_account_check(ro, "111122223333", T0, &is_new), TH_OK);
+    assert_true(is_new);
+
+    memset(&res, 0x5a, sizeof(res));
+    assert_int_equal(apply_one(ro, &m, T0, &res), TH_EIO);
+    assert_string_equal(res.alert_id, "");
+    assert_false(res.new_alert);
+    assert_string_not_equal(th_store_last_error(ro), "");
+    assert_int_equal(th_store_check_writable(ro), TH_EIO);
+    assert_int_equal(th_store_account_add(ro, "999999999999", T0 + DAY, "operator", T0), TH_EIO);
+    th_store_free(ro);
+
+    assert_int_equal(recent_alerts(fx->st), 0);
+    assert_int_equal(pending(fx->st, NULL), 0);
+    assert_int_equal(th_store_check_writable(fx->st), TH_OK);
+    /* The failed apply left no seen ID behind: the retry counts. */
+    assert_true(hit(fx->st, "k1", "ev-1", T0).new_alert);
+}
+
+/* RLIMIT_FSIZE stands in for a full disk: any write past the limit fails, as with ENOSPC.
+ * A fresh handle on a closed database starts with an empty WAL, so every commit must write. */
+static void test_full_disk_applies_nothing(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match m = match_of("k1", "ev-1", T0, NULL);
+    struct th_store_match_result res;
+    struct rlimit old;
+    struct rlimit tiny;
+    char err[256];
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+
+    th_store_free(fx->st);
+    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READWRITE, &fx->st, err, sizeof(err)),
+                     TH_OK);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    tiny = old;
+    tiny.rlim_cur = 1024;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &tiny), 0);
+    enum th_err apply_rc = apply_one(fx->st, &m, T0, &res);
+    enum th_err probe_rc = th_store_check_writable(fx->st);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_handler);
+
+    assert_int_equal(apply_rc, TH_EIO);
+    assert_string_equal(res.alert_id, "");
+    assert_int_equal(probe_rc, TH_EIO);
+    assert_int_equal(th_store_check_writable(fx->st), TH_OK);
+    assert_int_equal(recent_alerts(fx->st), 0);
+    assert_int_equal(pending(fx->st, NULL), 0);
+    /* The same handle works again once there is room. */
+    assert_true(hit(fx->st, "k1", "ev-1", T0).new_alert);
+}
+
+/* ---- housekeeping ----------------------------------------------------------------------- */
+
+static int64_t raw_count(const struct fx *fx, const char *sql)
+{
+    char db[300];
+    sqlite3 *raw = NULL;
+    sqlite3_stmt *s = NULL;
+    int64_t n;
+
+    snprintf(db, sizeof(db), "%s/%s", fx->state_dir, TH_STORE_DB_NAME);
+    assert_int_equal(sqlite3_open_v2(db, &raw, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(raw, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(raw);
+    return n;
+}
+
+static void test_prune_forgets_old_event_ids(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result first = hit(fx->st, "k1", "ev-old", T0);
+    json_t *list = NULL;
+
+    hit(fx->st, "k1", "ev-recent", T0 + 25 * MINUTE);
+    assert_int_equal(th_store_account_add(fx->st, "111111111111", T0 - 2 * DAY, "operator", T0),
+                     TH_OK);
+    assert_int_equal(th_store_account_add(fx->st, "222222222222", T0 - MINUTE, "operator", T0),
+                     TH_OK);
+    assert_int_equal(th_store_prune(fx->st, T0 + 30 * MINUTE, 10 * MINUTE), TH_OK);
+
+    /* The old ID is forgotten, so its retry counts again; the recent one is still known. */
+    struct th_store_match_result again = hit(fx->st, "k1", "ev-old", T0 + 31 * MINUTE);
+    assert_false(again.duplicate);
+    assert_string_equal(again.alert_id, first.alert_id);
+    assert_int_equal(alert_count(fx->st, first.alert_id), 3);
+    assert_true(hit(fx->st, "k1", "ev-recent", T0 + 32 * MINUTE).duplicate);
+
+    /* Accounts expired for more than a day go; recently expired ones stay. */
+    assert_int_equal(th_store_accounts_list(fx->st, &list), TH_OK);
+    assert_int_equal(json_array_size(list), 1);
+    assert_json_str(json_array_get(list, 0), "account_id", "222222222222");
+    json_decref(list);
+}
+
+static void test_prune_drops_week_old_deliveries_only(void **state)
+{
+    struct fx *fx = *state;
+    struct th_outbox_row rows[2];
+    size_t n = 0;
+
+    hit(fx->st, "k1", "ev-1", T0);
+    assert_int_equal(th_store_outbox_due(fx->st, "slack", T0, rows, 2, &n), TH_OK);
+    assert_int_equal(th_store_outbox_done(fx->st, rows[0].id, T0), TH_OK);
+    assert_int_equal(th_store_outbox_due(fx->st, "pagerduty", T0, rows, 2, &n), TH_OK);
+    assert_int_equal(th_store_outbox_dead(fx->st, rows[0].id, "400", T0), TH_OK);
+    assert_int_equal(th_store_prune(fx->st, T0 + 8 * DAY, DAY), TH_OK);
+
+    /* The delivered row is gone; the dead letter stays for an operator. */
+    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox"), 1);
+    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox WHERE state = 'dead'"), 1);
+    /* Alerts are never pruned. */
+    assert_int_equal(recent_alerts(fx->st), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_creates_state_dir_and_wal_db, setup_dir,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_open_readonly_missing_creates_nothing, setup_dir,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_accounts_add_check_expiry_boundary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accounts_later_expiry_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accounts_remove_and_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accounts_learned_through_apply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_one_match_creates_alert_and_outbox, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_event_id_counts_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_event_in_window_updates_count_not_pager, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_event_after_window_end_opens_new_alert, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_threshold_waits_then_carries_first_doc, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_different_keys_different_alerts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_key_twice_in_one_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_null_event_ids_all_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_recent_newest_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_batch_applies_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rule_error_kept_and_outboxed_to_its_destinations,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_due_retry_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_dead_letters_and_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_survives_close_and_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_handles_concurrently_lose_no_counts, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_apply_on_read_only_handle_fails_cleanly, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_applies_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_forgets_old_event_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_drops_week_old_deliveries_only, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
