@@ -85,7 +85,7 @@ static int run(struct cli *cli)
     bool needs_specs = strcmp(cli->command, "serve") == 0 || strcmp(cli->command, "eval") == 0;
     int status = TH_EXIT_USAGE;
 
-    th_config_defaults(&cfg);
+    memset(&cfg, 0, sizeof(cfg)); /* th_config_load fills in the defaults */
     if (strcmp(cli->command, "test") == 0) {
         status = th_cmd_test(cli->nargs, cli->args, stdout);
     } else if (!th_cmd_setup(&cli->ov, &cfg, needs_specs ? &specs : NULL)) {
