@@ -49,8 +49,8 @@ static const char *or_empty(const char *s)
 
 static void add_command(json_t *list, const char *description, char *command)
 {
-    json_array_append_new(list, json_pack("{s:s, s:s}", "description", description, "command",
-                                          command));
+    json_array_append_new(list,
+                          json_pack("{s:s, s:s}", "description", description, "command", command));
     free(command);
 }
 
@@ -64,9 +64,9 @@ static json_t *remediation(const char *account, const char *region, const char *
     char *i = th_alert_shell_quote(image);
     char *perm = NULL;
 
-    add_command(list, "Show the image and its owner",
-                th_xasprintf("aws ec2 describe-images --region %s --owners %s --image-ids %s", r,
-                             a, i));
+    add_command(
+        list, "Show the image and its owner",
+        th_xasprintf("aws ec2 describe-images --region %s --owners %s --image-ids %s", r, a, i));
     add_command(list, "Show who may launch the image",
                 th_xasprintf("aws ec2 describe-image-attribute --region %s --image-id %s "
                              "--attribute launchPermission",
@@ -111,9 +111,9 @@ json_t *th_alert_doc(const struct th_spec *spec, const json_t *event,
     json_object_set_new(doc, "tags", string_list(spec->tags, spec->ntags));
     json_object_set_new(doc, "reports", json_deep_copy(spec->reports));
     json_object_set_new(doc, "context", th_rule_context(event));
-    json_object_set_new(doc, "summary_attributes",
-                        th_rule_summary(event, indicators, spec->summary_attributes,
-                                        spec->nsummary_attributes));
+    json_object_set_new(
+        doc, "summary_attributes",
+        th_rule_summary(event, indicators, spec->summary_attributes, spec->nsummary_attributes));
     json_object_set_new(doc, "account_id", json_string(account));
     json_object_set_new(doc, "region", json_string(region));
     json_object_set_new(doc, "image_id", json_string(image));
@@ -125,8 +125,7 @@ json_t *th_alert_doc(const struct th_spec *spec, const json_t *event,
     return doc;
 }
 
-char *th_alert_dedup_key(const struct th_spec *spec, enum th_dedup_mode mode,
-                         const json_t *event)
+char *th_alert_dedup_key(const struct th_spec *spec, enum th_dedup_mode mode, const json_t *event)
 {
     if (mode == TH_DEDUP_RULE) {
         return th_xasprintf("defaultDedupString:%s", spec->rule_id);

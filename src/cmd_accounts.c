@@ -71,7 +71,8 @@ static int do_list(struct th_store *st, FILE *out)
     }
     size_t i;
     json_t *row;
-    json_array_foreach(list, i, row) {
+    json_array_foreach(list, i, row)
+    {
         char *line = json_dumps(row, JSON_COMPACT);
         fprintf(out, "%s\n", line);
         free(line);

@@ -86,9 +86,9 @@ static void print_record(FILE *out, const char *file, size_t index, const json_t
         json_object_set_new(line, "dedup", json_null());
     }
     if (rec->verdict == TH_RULE_ERROR) {
-        json_object_set_new(line, "rule_error", json_pack("{s:s, s:s}", "rule",
-                                                          rec->spec->rule_id, "error",
-                                                          rec->result.error));
+        json_object_set_new(
+            line, "rule_error",
+            json_pack("{s:s, s:s}", "rule", rec->spec->rule_id, "error", rec->result.error));
     }
     if (!rec->cloudtrail) {
         json_object_set_new(line, "cloudtrail", json_false());

@@ -27,10 +27,10 @@ int th_cmd_healthcheck(const struct th_config *cfg, const char *url)
         const char *h = strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1"
                         : strcmp(host, "::") == 0    ? "::1"
                                                      : host;
-        const char *scheme = cfg->tls_cert_file != NULL && cfg->admin_listen == NULL ? "https"
-                                                                                     : "http";
-        own = th_xasprintf("%s://%s%s%s:%u/healthz", scheme, strchr(h, ':') != NULL ? "[" : "",
-                           h, strchr(h, ':') != NULL ? "]" : "", port);
+        const char *scheme =
+            cfg->tls_cert_file != NULL && cfg->admin_listen == NULL ? "https" : "http";
+        own = th_xasprintf("%s://%s%s%s:%u/healthz", scheme, strchr(h, ':') != NULL ? "[" : "", h,
+                           strchr(h, ':') != NULL ? "]" : "", port);
         url = own;
     }
     CURL *c = curl_easy_init();

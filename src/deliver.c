@@ -15,12 +15,12 @@
 #include "trailhook/log.h"
 #include "trailhook/mem.h"
 
-#define BATCH            32
-#define BACKOFF_BASE_MS  1000
-#define BACKOFF_CAP_MS   (5 * 60 * 1000)
-#define MAX_AGE_MS       (24LL * 3600 * 1000)
-#define HOUSEKEEPING_MS  5000
-#define PRUNE_EVERY_MS   (10 * 60 * 1000)
+#define BATCH           32
+#define BACKOFF_BASE_MS 1000
+#define BACKOFF_CAP_MS  (5 * 60 * 1000)
+#define MAX_AGE_MS      (24LL * 3600 * 1000)
+#define HOUSEKEEPING_MS 5000
+#define PRUNE_EVERY_MS  (10 * 60 * 1000)
 
 struct th_deliverer {
     const struct th_config *cfg;

@@ -45,7 +45,8 @@ void th_accounts_load_list(struct th_accounts *set, const json_t *list)
 {
     size_t i;
     json_t *row;
-    json_array_foreach(list, i, row) {
+    json_array_foreach(list, i, row)
+    {
         const char *id = json_string_value(json_object_get(row, "account_id"));
         const char *exp = json_string_value(json_object_get(row, "expires_at"));
         int64_t ms;

@@ -17,7 +17,8 @@ const json_t *th_event_get(const json_t *obj, const char *key)
     found = json_object_get(obj, key);
     if (found == NULL) {
         /* Panther's ImmutableCaseInsensitiveDict: the first key in document order wins. */
-        json_object_foreach((json_t *)obj, k, v) {
+        json_object_foreach((json_t *)obj, k, v)
+        {
             if (strcasecmp(k, key) == 0) {
                 found = v;
                 break;

@@ -29,8 +29,7 @@ static enum MHD_Result send_json(struct th_http_req *req, unsigned status, json_
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     size_t len = strlen(text);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", "application/json");
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
     if (retry_after > 0) {
@@ -72,8 +71,8 @@ static bool authorized(struct th_http_req *req)
 /* JSON, NDJSON or unspecified; anything else (e.g. a form post) is refused. */
 static bool content_type_ok(const char *ct)
 {
-    static const char *const ok[] = {"application/json", "application/x-ndjson",
-                                     "application/ndjson", "application/jsonl",
+    static const char *const ok[] = {"application/json",        "application/x-ndjson",
+                                     "application/ndjson",      "application/jsonl",
                                      "application/x-jsonlines", "text/plain"};
     if (ct == NULL) {
         return true;
@@ -100,12 +99,12 @@ static bool content_encoding_ok(const char *ce)
 static enum MHD_Result precheck_post(struct th_http_req *req, bool *stop)
 {
     const struct th_config *cfg = req->srv->cfg;
-    const char *cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     *stop = true;
     if (atomic_load(&req->srv->draining)) {
-        return send_json(req, 503, json_pack("{s:s}", "error", "shutting down; retry elsewhere"),
-                         5, NULL);
+        return send_json(req, 503, json_pack("{s:s}", "error", "shutting down; retry elsewhere"), 5,
+                         NULL);
     }
     if (!authorized(req)) {
         return send_error(req, 401, "missing or wrong credentials");
@@ -211,8 +210,7 @@ static enum MHD_Result handle_readyz(struct th_http_req *req)
     bool ready = json_array_size(reasons) == 0;
     return send_json(req, ready ? 200 : 503,
                      json_pack("{s:b, s:o, s:I, s:I}", "ready", ready, "reasons", reasons,
-                               "queue_depth", (json_int_t)depth, "queue_capacity",
-                               (json_int_t)cap),
+                               "queue_depth", (json_int_t)depth, "queue_capacity", (json_int_t)cap),
                      ready ? 0 : 5, NULL);
 }
 
@@ -245,8 +243,8 @@ static enum MHD_Result handle_alerts(struct th_http_req *req)
     enum th_err rc = th_store_alerts_recent(srv->read_store, limit, &list);
     pthread_mutex_unlock(&srv->read_lock);
     if (rc != TH_OK) {
-        return send_json(req, 503, json_pack("{s:s}", "error", "the store cannot be read now"),
-                         5, NULL);
+        return send_json(req, 503, json_pack("{s:s}", "error", "the store cannot be read now"), 5,
+                         NULL);
     }
     return send_json(req, 200, json_pack("{s:o}", "alerts", list), 0, NULL);
 }
@@ -363,8 +361,7 @@ void th_http_resume(struct th_http_req *req)
     atomic_fetch_sub(&srv->in_flight, 1);
 }
 
-static enum th_err resolve(const char *addr, struct sockaddr_storage *sa, char *err,
-                           size_t errlen)
+static enum th_err resolve(const char *addr, struct sockaddr_storage *sa, char *err, size_t errlen)
 {
     char host[256];
     char port[8];
@@ -403,11 +400,12 @@ static struct MHD_Daemon *start_daemon(struct th_server *srv, const char *addr, 
     if (sa.ss_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
     }
+    /* The logger comes first so that even option errors reach th_log. */
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)1000, MHD_OPTION_END);
     if (d == NULL) {
         snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)", addr);
     }

@@ -132,11 +132,13 @@ static void walk(struct sets *s, const char *key, const json_t *v, bool raw, int
             scan_keyed(s, key, v);
         }
     } else if (json_is_object(v)) {
-        json_object_foreach((json_t *)v, k, child) {
+        json_object_foreach((json_t *)v, k, child)
+        {
             walk(s, k, child, raw, depth + 1);
         }
     } else if (json_is_array(v)) {
-        json_array_foreach(v, i, child) {
+        json_array_foreach(v, i, child)
+        {
             walk(s, key, child, raw, depth + 1);
         }
     }
@@ -157,7 +159,8 @@ static void emit(json_t *out, const char *name, json_t *set)
         json_t *v;
         size_t i = 0;
         json_t *list = json_array();
-        json_object_foreach(set, k, v) {
+        json_object_foreach(set, k, v)
+        {
             keys[i++] = k;
         }
         qsort(keys, n, sizeof(*keys), cmp_str);
@@ -184,7 +187,8 @@ json_t *th_indicators_extract(const json_t *event)
     add_account(s.accounts, th_event_get_string(event, "recipientAccountId"));
     add_account(s.accounts, th_event_get_string(identity, "accountId"));
     add_account(s.accounts, th_event_get_string(issuer, "accountId"));
-    json_array_foreach(resources, i, res) {
+    json_array_foreach(resources, i, res)
+    {
         add_account(s.accounts, th_event_get_string(res, "accountId"));
     }
     const char *ip = th_event_get_string(event, "sourceIPAddress");
@@ -193,7 +197,8 @@ json_t *th_indicators_extract(const json_t *event)
     }
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)event, k, v) {
+    json_object_foreach((json_t *)event, k, v)
+    {
         bool raw = false;
         for (i = 0; i < sizeof(raw_fields) / sizeof(raw_fields[0]); i++) {
             raw = raw || strcmp(k, raw_fields[i]) == 0;

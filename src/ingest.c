@@ -18,8 +18,8 @@ struct work {
     struct th_store_rule_error *errors;
     struct th_store_learned_account *accounts;
     size_t nmatches, nerrors, naccounts;
-    char **keys;      /* dedup keys of matches */
-    json_t **docs;    /* alert documents of matches */
+    char **keys;              /* dedup keys of matches */
+    json_t **docs;            /* alert documents of matches */
     const char **alert_dests; /* destination names per severity, flattened */
     const char **error_dests;
     size_t nerror_dests;
@@ -32,8 +32,8 @@ static void answer(struct th_ingest_result *out, unsigned status, json_t *body)
     out->body = body;
 }
 
-static void answer_error(struct th_ingest_result *out, unsigned status, const char *msg,
-                         long line, long column, long index)
+static void answer_error(struct th_ingest_result *out, unsigned status, const char *msg, long line,
+                         long column, long index)
 {
     json_t *body = json_pack("{s:s}", "error", msg);
     if (line > 0) {
@@ -50,15 +50,13 @@ static bool store_account_lookup(void *ctx, const char *account_id, int64_t at_m
 {
     bool is_new = false;
     if (th_store_account_check(ctx, account_id, at_ms, &is_new) != TH_OK) {
-        th_log(TH_LOG_WARN, "ingest", "new-account lookup failed: %s",
-               th_store_last_error(ctx));
+        th_log(TH_LOG_WARN, "ingest", "new-account lookup failed: %s", th_store_last_error(ctx));
     }
     return is_new;
 }
 
 /* Destinations that want an alert of @p sev (or rule errors), as a borrowed name list. */
-static size_t pick_dests(const struct th_config *cfg, int sev, bool rule_errors,
-                         const char **names)
+static size_t pick_dests(const struct th_config *cfg, int sev, bool rule_errors, const char **names)
 {
     size_t n = 0;
     for (size_t i = 0; i < cfg->ndestinations; i++) {
@@ -166,16 +164,16 @@ static json_t *accepted_body(const struct th_input *in, const struct work *w,
         }
     }
     json_decref(seen);
-    return json_pack("{s:I, s:I, s:o, s:I, s:I}", "accepted", (json_int_t)in->nrecords,
-                     "matched", (json_int_t)w->nmatches, "alerts", ids, "duplicates",
-                     (json_int_t)duplicates, "rule_errors", (json_int_t)w->nerrors);
+    return json_pack("{s:I, s:I, s:o, s:I, s:I}", "accepted", (json_int_t)in->nrecords, "matched",
+                     (json_int_t)w->nmatches, "alerts", ids, "duplicates", (json_int_t)duplicates,
+                     "rule_errors", (json_int_t)w->nerrors);
 }
 
 static void commit(struct th_store *st, const struct th_input *in, struct work *w,
                    struct th_ingest_result *out)
 {
     struct th_store_batch batch = {w->matches, w->nmatches, w->errors,
-                                   w->nerrors,  w->accounts, w->naccounts};
+                                   w->nerrors, w->accounts, w->naccounts};
     struct th_store_match_result *res = th_xcalloc(w->nmatches + 1, sizeof(*res));
     enum th_err rc = TH_OK;
 
@@ -185,8 +183,7 @@ static void commit(struct th_store *st, const struct th_input *in, struct work *
     if (rc != TH_OK) {
         th_log(TH_LOG_ERROR, "ingest", "cannot commit %zu alerts: %s", w->nmatches,
                th_store_last_error(st));
-        answer_error(out, 503, "the store cannot take writes now; nothing was applied", 0, 0,
-                     -1);
+        answer_error(out, 503, "the store cannot take writes now; nothing was applied", 0, 0, -1);
         out->retry_after = 5;
     } else {
         for (size_t i = 0; i < w->nmatches; i++) {

@@ -185,8 +185,7 @@ static enum th_err parse_docs(struct th_input *in, const char *d, size_t len,
         json_t *doc = json_loadb(d + pos, len - pos, JSON_DISABLE_EOF_CHECK, &je);
         if (doc == NULL) {
             long col = je.line == 1 ? (long)(pos - line_start) + je.column : je.column;
-            return fail(err, TH_EPARSE, line + je.line - 1, col, -1, "malformed JSON: %s",
-                        je.text);
+            return fail(err, TH_EPARSE, line + je.line - 1, col, -1, "malformed JSON: %s", je.text);
         }
         push_doc(in, doc);
         for (size_t i = pos; i < pos + (size_t)je.position; i++) {
@@ -199,8 +198,8 @@ static enum th_err parse_docs(struct th_input *in, const char *d, size_t len,
     }
 }
 
-static enum th_err push_record(struct th_input *in, json_t *event, const struct th_input_limits *lim,
-                               struct th_input_error *err)
+static enum th_err push_record(struct th_input *in, json_t *event,
+                               const struct th_input_limits *lim, struct th_input_error *err)
 {
     if (in->nrecords >= lim->max_events) {
         return fail(err, TH_ETOOBIG, 0, 0, (long)in->nrecords, "more than %zu events",
@@ -242,7 +241,8 @@ static enum th_err unwrap(struct th_input *in, json_t *v, int depth,
     size_t i;
 
     if (json_is_array(v) && depth < 2) {
-        json_array_foreach(v, i, item) {
+        json_array_foreach(v, i, item)
+        {
             rc = unwrap(in, item, depth + 1, lim, err);
             if (rc != TH_OK) {
                 break;
@@ -252,7 +252,8 @@ static enum th_err unwrap(struct th_input *in, json_t *v, int depth,
     }
     json_t *records = json_object_get(v, "Records");
     if (json_is_array(records)) {
-        json_array_foreach(records, i, item) {
+        json_array_foreach(records, i, item)
+        {
             rc = push_leaf(in, item, lim, err);
             if (rc != TH_OK) {
                 break;

@@ -59,7 +59,7 @@ static void set_error(struct th_rule_result *res, const char *fmt, ...)
 static const char *json_type_name(const json_t *v)
 {
     static const char *const names[] = {"object", "list", "string", "integer",
-                                        "number", "true", "false", "null"};
+                                        "number", "true", "false",  "null"};
     return v == NULL ? "null" : names[json_typeof(v)];
 }
 
@@ -126,8 +126,7 @@ void th_rule_ami_public_eval(const json_t *event, th_rule_account_cb accounts, v
         return;
     }
     int64_t at_ms = th_rule_event_time(event, th_clock_now_ms());
-    const json_t *items =
-        th_event_get_path(event, "requestParameters.launchPermission.add.items");
+    const json_t *items = th_event_get_path(event, "requestParameters.launchPermission.add.items");
     if (items == NULL) {
         /* deep_get's default [{}]: one empty item, whose userId "" is never a new account */
         return;
@@ -146,12 +145,9 @@ void th_rule_ami_public_eval(const json_t *event, th_rule_account_cb accounts, v
 json_t *th_rule_context(const json_t *event)
 {
     static const char *const keys[][2] = {
-        {"eventName", "<MISSING_EVENT_NAME>"},
-        {"eventSource", "<MISSING_EVENT_SOURCE>"},
-        {"awsRegion", "<MISSING_AWS_REGION>"},
-        {"recipientAccountId", "<MISSING_ACCOUNT_ID>"},
-        {"sourceIPAddress", "<MISSING_SOURCE_IP>"},
-        {"userAgent", "<MISSING_USER_AGENT>"},
+        {"eventName", "<MISSING_EVENT_NAME>"},       {"eventSource", "<MISSING_EVENT_SOURCE>"},
+        {"awsRegion", "<MISSING_AWS_REGION>"},       {"recipientAccountId", "<MISSING_ACCOUNT_ID>"},
+        {"sourceIPAddress", "<MISSING_SOURCE_IP>"},  {"userAgent", "<MISSING_USER_AGENT>"},
         {"userIdentity", "<MISSING_USER_IDENTITY>"},
     };
     json_t *ctx = json_object();
@@ -201,10 +197,10 @@ bool th_rule_created_account(const json_t *event, char account_id[64])
         return false;
     }
     json_t *details = service_event_details(event);
-    const char *state = th_event_get_string(
-        th_event_get_path(details, "createAccountStatus"), "state");
-    const char *id = th_event_get_string(th_event_get_path(details, "createAccountStatus"),
-                                         "accountId");
+    const char *state =
+        th_event_get_string(th_event_get_path(details, "createAccountStatus"), "state");
+    const char *id =
+        th_event_get_string(th_event_get_path(details, "createAccountStatus"), "accountId");
     bool ok = state != NULL && strcmp(state, "SUCCEEDED") == 0 && id != NULL && id[0] != '\0' &&
               strlen(id) < 64;
     if (ok) {

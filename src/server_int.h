@@ -33,7 +33,7 @@ struct th_server {
     struct MHD_Daemon *daemon;
     struct MHD_Daemon *admin_daemon;
     _Atomic bool draining;
-    _Atomic size_t in_flight; /* requests accepted into the queue and not yet answered */
+    _Atomic size_t in_flight;  /* requests accepted into the queue and not yet answered */
     pthread_mutex_t read_lock; /* guards read_store, used by GET /alerts */
     struct th_store *read_store;
     char request_prefix[13];
@@ -48,9 +48,9 @@ struct th_http_req {
     char *body;
     size_t len;
     size_t cap;
-    bool answered;   /* a response was queued early (error before the body) */
-    bool too_big;    /* the body passed max_body_bytes: 413 once it has been read */
-    bool queued;     /* handed to a worker; the connection is suspended */
+    bool answered;     /* a response was queued early (error before the body) */
+    bool too_big;      /* the body passed max_body_bytes: 413 once it has been read */
+    bool queued;       /* handed to a worker; the connection is suspended */
     _Atomic bool done; /* the worker filled result */
     struct th_ingest_result result;
 };

@@ -1049,12 +1049,10 @@ enum th_err th_store_apply(struct th_store *st, const struct th_store_batch *bat
 static json_t *alert_json(sqlite3_stmt *s)
 {
     const char *doc = col_text(s, 9);
-    json_t *obj = doc == NULL ? NULL : json_loads(doc, 0, NULL);
+    json_t *stored = doc == NULL ? NULL : json_loads(doc, 0, NULL);
+    /* Identity first, so a person reading a console line sees what the alert is at once. */
+    json_t *obj = json_object();
 
-    if (!json_is_object(obj)) {
-        json_decref(obj);
-        obj = json_object();
-    }
     json_set_text(obj, "id", col_text(s, 0));
     json_set_text(obj, "rule", col_text(s, 1));
     json_set_text(obj, "dedup_key", col_text(s, 2));
@@ -1064,6 +1062,10 @@ static json_t *alert_json(sqlite3_stmt *s)
     json_set_time(obj, "last_seen", sqlite3_column_int64(s, 6));
     json_set_time(obj, "created_at", sqlite3_column_int64(s, 7));
     json_set_time(obj, "updated_at", sqlite3_column_int64(s, 8));
+    if (json_is_object(stored)) {
+        json_object_update_missing(obj, stored);
+    }
+    json_decref(stored);
     return obj;
 }
 

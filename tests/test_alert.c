@@ -14,7 +14,8 @@ static int load_spec(void **state)
 {
     struct th_spec *spec = NULL;
     char err[256];
-    assert_int_equal(th_spec_load(TH_SOURCE_DIR "/config/rules/aws_ami_modified_for_public_access.yml",
+    assert_int_equal(th_spec_load(TH_SOURCE_DIR
+                                  "/config/rules/aws_ami_modified_for_public_access.yml",
                                   &spec, err, sizeof(err)),
                      TH_OK);
     *state = spec;
@@ -43,7 +44,8 @@ static void dedup_key_is_per_image_by_default(void **state)
     char *kb = th_alert_dedup_key(*state, TH_DEDUP_IMAGE, b);
     char *ra = th_alert_dedup_key(*state, TH_DEDUP_RULE, a);
     char *rb = th_alert_dedup_key(*state, TH_DEDUP_RULE, b);
-    assert_string_equal(ka, "AWS.CloudTrail.AMIModifiedForPublicAccess:123456789012:us-west-2:ami-1");
+    assert_string_equal(ka,
+                        "AWS.CloudTrail.AMIModifiedForPublicAccess:123456789012:us-west-2:ami-1");
     assert_string_not_equal(ka, kb);
     /* Panther's own default: one alert per rule per period. */
     assert_string_equal(ra, "defaultDedupString:AWS.CloudTrail.AMIModifiedForPublicAccess");
@@ -66,8 +68,9 @@ static void document_carries_the_spec_text(void **state)
                         "Amazon Machine Image (AMI) Modified to Allow Public Access");
     assert_string_equal(json_string_value(json_object_get(doc, "severity")), "Medium");
     assert_string_equal(json_string_value(json_object_get(doc, "runbook")), spec->runbook);
-    assert_string_equal(json_string_value(json_object_get(doc, "reference")),
-                        "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/sharingamis-intro.html");
+    assert_string_equal(
+        json_string_value(json_object_get(doc, "reference")),
+        "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/sharingamis-intro.html");
     assert_string_equal(json_string_value(json_object_get(doc, "image_id")), "ami-1");
     assert_true(json_is_object(json_object_get(doc, "context")));
     assert_true(json_is_object(json_object_get(doc, "summary_attributes")));

@@ -47,9 +47,9 @@ static int teardown(void **state)
 }
 
 #define PUBLIC(id, image)                                                                          \
-    "{\"eventName\":\"ModifyImageAttribute\",\"eventID\":\"" id "\",\"eventTime\":"              \
-    "\"2026-01-01T00:00:00Z\",\"recipientAccountId\":\"123456789012\",\"awsRegion\":"          \
-    "\"us-east-1\",\"requestParameters\":{\"imageId\":\"" image "\",\"launchPermission\":"      \
+    "{\"eventName\":\"ModifyImageAttribute\",\"eventID\":\"" id "\",\"eventTime\":"                \
+    "\"2026-01-01T00:00:00Z\",\"recipientAccountId\":\"123456789012\",\"awsRegion\":"              \
+    "\"us-east-1\",\"requestParameters\":{\"imageId\":\"" image "\",\"launchPermission\":"         \
     "{\"add\":{\"items\":[{\"group\":\"all\"}]}}}}"
 
 static void process(struct fixture *f, const char *body, struct th_ingest_result *r)
@@ -142,8 +142,8 @@ static void a_store_that_cannot_write_answers_503(void **state)
     struct th_ingest_result r;
     char err[128];
     assert_int_equal(th_store_open(f->dir, TH_STORE_READONLY, &ro, err, sizeof(err)), TH_OK);
-    th_ingest_process(&f->cfg, &f->specs, ro, PUBLIC("e1", "ami-1"),
-                      strlen(PUBLIC("e1", "ami-1")), &r);
+    th_ingest_process(&f->cfg, &f->specs, ro, PUBLIC("e1", "ami-1"), strlen(PUBLIC("e1", "ami-1")),
+                      &r);
     assert_int_equal(r.status, 503);
     assert_true(r.retry_after > 0);
     json_decref(r.body);

@@ -63,8 +63,9 @@ static void records_file_and_array(void **state)
     assert_string_equal(event_id(&in, 1), "2");
     th_input_cleanup(&in);
     /* An array of any of the forms. */
-    assert_int_equal(parse("[" REC("1") ",{\"Records\":[" REC("2") "," REC("3") "]},"
-                           "{\"detail-type\":\"x\",\"detail\":" REC("4") "}]",
+    assert_int_equal(parse("[" REC("1") ",{\"Records\":[" REC("2") "," REC(
+                               "3") "]},"
+                                    "{\"detail-type\":\"x\",\"detail\":" REC("4") "}]",
                            &in, &err),
                      TH_OK);
     assert_int_equal(in.form, TH_FORM_ARRAY);

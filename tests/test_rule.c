@@ -51,8 +51,7 @@ static json_t *event_with(const char *request_parameters, const char *extra)
     return ev;
 }
 
-static enum th_rule_verdict judge(const char *params, const char *extra,
-                                  struct th_rule_result *res)
+static enum th_rule_verdict judge(const char *params, const char *extra, struct th_rule_result *res)
 {
     json_t *ev = event_with(params, extra);
     th_rule_ami_public_eval(ev, fake_accounts, NULL, res);
@@ -84,9 +83,9 @@ static void key_names_are_case_insensitive(void **state)
     (void)state;
     assert_int_equal(judge(ADD("[{\"Group\":\"all\"}]"), "", &res), TH_RULE_MATCH);
     /* The whole path, too: Panther's event wrapper lower-cases on a miss. */
-    assert_int_equal(judge("{\"LaunchPermission\":{\"Add\":{\"Items\":[{\"GROUP\":\"all\"}]}}}",
-                           "", &res),
-                     TH_RULE_MATCH);
+    assert_int_equal(
+        judge("{\"LaunchPermission\":{\"Add\":{\"Items\":[{\"GROUP\":\"all\"}]}}}", "", &res),
+        TH_RULE_MATCH);
 }
 
 static void exact_key_wins_over_case_insensitive(void **state)

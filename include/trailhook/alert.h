@@ -28,8 +28,7 @@ json_t *th_alert_doc(const struct th_spec *spec, const json_t *event,
  * image) or, with TH_DEDUP_RULE, Panther's "defaultDedupString:<RuleID>".
  * @return new string, free with free().
  */
-char *th_alert_dedup_key(const struct th_spec *spec, enum th_dedup_mode mode,
-                         const json_t *event);
+char *th_alert_dedup_key(const struct th_spec *spec, enum th_dedup_mode mode, const json_t *event);
 
 /**
  * Quotes @p s for a POSIX shell when it holds anything but [A-Za-z0-9._:/=@+-]: event values are

@@ -13,9 +13,9 @@
 #include "trailhook/spec.h"
 
 /** Exit statuses shared by the commands. */
-#define TH_EXIT_OK      0
-#define TH_EXIT_FAILED  1 /**< a test failed; eval: at least one match */
-#define TH_EXIT_USAGE   2 /**< usage, configuration or unreadable input */
+#define TH_EXIT_OK     0
+#define TH_EXIT_FAILED 1 /**< a test failed; eval: at least one match */
+#define TH_EXIT_USAGE  2 /**< usage, configuration or unreadable input */
 
 /** Command-line settings that override the file and the environment. */
 struct th_cmd_overrides {

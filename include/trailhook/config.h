@@ -42,24 +42,24 @@ struct th_config_dest {
 
 /** Plain data; read-only once loaded, any thread. */
 struct th_config {
-    char *listen;         /**< "host:port", default "127.0.0.1:8080" */
-    char *admin_listen;   /**< NULL: admin endpoints on listen */
-    char **api_keys;      /**< secrets */
+    char *listen;       /**< "host:port", default "127.0.0.1:8080" */
+    char *admin_listen; /**< NULL: admin endpoints on listen */
+    char **api_keys;    /**< secrets */
     size_t napi_keys;
     char *api_key_header; /**< default "X-Api-Key" */
     char **basic_auth;    /**< "user:password" entries, secrets */
     size_t nbasic_auth;
-    char *state_dir;      /**< default "./var" */
-    char *rules_dir;      /**< NULL: the specs compiled into the binary */
-    size_t max_body_bytes;     /**< default 10485760 */
-    size_t max_inflated_bytes; /**< gzip bodies after inflation, default 67108864 */
-    size_t max_events;         /**< per request, default 100000 */
-    size_t max_json_depth;     /**< default 64 */
-    int workers;               /**< evaluation threads, default: number of CPUs (at least 2) */
-    size_t queue_capacity;     /**< pending requests, default 1024 */
-    enum th_log_level log_level;     /**< default info */
-    enum th_dedup_mode dedup;        /**< default image */
-    int64_t seen_event_ttl_seconds;  /**< how long event IDs are remembered, default 172800 */
+    char *state_dir;                /**< default "./var" */
+    char *rules_dir;                /**< NULL: the specs compiled into the binary */
+    size_t max_body_bytes;          /**< default 10485760 */
+    size_t max_inflated_bytes;      /**< gzip bodies after inflation, default 67108864 */
+    size_t max_events;              /**< per request, default 100000 */
+    size_t max_json_depth;          /**< default 64 */
+    int workers;                    /**< evaluation threads, default: number of CPUs (at least 2) */
+    size_t queue_capacity;          /**< pending requests, default 1024 */
+    enum th_log_level log_level;    /**< default info */
+    enum th_dedup_mode dedup;       /**< default image */
+    int64_t seen_event_ttl_seconds; /**< how long event IDs are remembered, default 172800 */
     int64_t new_account_ttl_seconds; /**< learned account lifetime, default 259200 (3 days) */
     char *slack_webhook_url;         /**< quick path, secret */
     char *pagerduty_routing_key;     /**< quick path, secret */
@@ -82,7 +82,8 @@ void th_config_defaults(struct th_config *cfg);
  * `console` is added.
  * @param[out] cfg    filled on success; release with th_config_cleanup() in every case
  * @param[out] err    on failure one sentence naming the key (and file line), never a secret
- * @return TH_OK, TH_EIO (unreadable file), TH_EPARSE (bad YAML), TH_EINVAL (unknown key, bad value).
+ * @return TH_OK, TH_EIO (unreadable file), TH_EPARSE (bad YAML), TH_EINVAL (unknown key, bad
+ * value).
  */
 enum th_err th_config_load(const char *path, char *const *envp, struct th_config *cfg, char *err,
                            size_t errlen);

@@ -34,7 +34,7 @@ void th_accounts_load_list(struct th_accounts *set, const json_t *list);
 /** The state of one evaluation run (a request, an eval invocation, one rule test). */
 struct th_engine_run {
     const struct th_spec_set *specs;
-    th_rule_account_cb base;  /**< consulted after the learned set; may be NULL */
+    th_rule_account_cb base; /**< consulted after the learned set; may be NULL */
     void *base_ctx;
     struct th_accounts *learned; /**< owned by the caller */
     int64_t new_account_ttl_ms;
@@ -46,10 +46,10 @@ struct th_engine_run {
 /** What one record gave. */
 struct th_engine_record {
     bool cloudtrail;
-    enum th_rule_verdict verdict;  /**< MATCH if a rule matched, else ERROR if one erred */
-    const struct th_spec *spec;    /**< the rule that matched or erred (first in spec order) */
+    enum th_rule_verdict verdict; /**< MATCH if a rule matched, else ERROR if one erred */
+    const struct th_spec *spec;   /**< the rule that matched or erred (first in spec order) */
     struct th_rule_result result;
-    char learned_account[64];      /**< set when the record taught a new account */
+    char learned_account[64]; /**< set when the record taught a new account */
     int64_t learned_expires_ms;
 };
 

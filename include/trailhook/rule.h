@@ -24,8 +24,10 @@ typedef bool (*th_rule_account_cb)(void *ctx, const char *account_id, int64_t at
 
 struct th_rule_result {
     enum th_rule_verdict verdict;
-    char error[160]; /**< for TH_RULE_ERROR: e.g. "launchPermission.add.items[1] is not an object" */
-    char reason[96]; /**< for TH_RULE_MATCH: what matched, e.g. "group:all" or "userId:012345678901" */
+    char
+        error[160]; /**< for TH_RULE_ERROR: e.g. "launchPermission.add.items[1] is not an object" */
+    char reason[96]; /**< for TH_RULE_MATCH: what matched, e.g. "group:all" or "userId:012345678901"
+                      */
 };
 
 /** Evaluates one CloudTrail record. Must not keep pointers into the event. */

@@ -40,7 +40,8 @@ enum th_err th_store_open(const char *state_dir, enum th_store_mode mode, struct
 /** Closes the handle; NULL is fine. */
 void th_store_free(struct th_store *st);
 
-/** @return the last SQLite error message of this handle, for logs (static storage of the handle). */
+/** @return the last SQLite error message of this handle, for logs (static storage of the handle).
+ */
 const char *th_store_last_error(const struct th_store *st);
 
 /* ---- the new-account set -------------------------------------------------------------- */
@@ -70,23 +71,23 @@ enum th_err th_store_accounts_list(struct th_store *st, json_t **out);
 /** One matching event. */
 struct th_store_match {
     const char *rule_id;
-    const char *dedup_key;   /**< the full key (rule + account + region + image, or the rule) */
-    const char *event_id;    /**< CloudTrail eventID; NULL when the event has none */
-    int64_t event_time_ms;   /**< eventTime, or ingest time */
+    const char *dedup_key; /**< the full key (rule + account + region + image, or the rule) */
+    const char *event_id;  /**< CloudTrail eventID; NULL when the event has none */
+    int64_t event_time_ms; /**< eventTime, or ingest time */
     int dedup_period_minutes;
     int threshold;
     const char *title;
-    const char *severity;    /**< "Medium" ... */
-    const json_t *doc;       /**< borrowed: alert document built from this event */
+    const char *severity;            /**< "Medium" ... */
+    const json_t *doc;               /**< borrowed: alert document built from this event */
     const char *const *destinations; /**< outbox rows made when this event opens an alert */
     size_t ndestinations;
 };
 
 /** What happened to one match. */
 struct th_store_match_result {
-    char alert_id[33];  /**< the alert the event counts toward; "" while below threshold */
-    bool duplicate;     /**< its eventID had been seen: it counted nothing */
-    bool new_alert;     /**< this event opened the alert (outbox rows were made) */
+    char alert_id[33]; /**< the alert the event counts toward; "" while below threshold */
+    bool duplicate;    /**< its eventID had been seen: it counted nothing */
+    bool new_alert;    /**< this event opened the alert (outbox rows were made) */
 };
 
 /** One rule error (DESIGN §1.4): kept, and delivered where a destination asks for them. */

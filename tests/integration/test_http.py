@@ -395,6 +395,51 @@ class QueueFullTest(ServiceTestCase):
         self.assertAccepted(svc.post_events(dumps(matching_event())), 1, 1)
 
 
+class ShutdownTest(ServiceTestCase):
+    """SIGTERM drains: a request accepted before the signal gets its answer, and its alerts stay."""
+
+    def test_requests_in_flight_get_an_answer(self):
+        svc = Service(self, env={"TRAILHOOK_WORKERS": 1,
+                                 "TRAILHOOK_MAX_BODY_BYTES": 64 << 20}).start()
+        filler = {"eventVersion": "1.08", "eventTime": "2024-01-01T00:00:00Z",
+                  "eventSource": "s3.amazonaws.com", "eventName": "GetObject",
+                  "awsRegion": "us-east-1", "eventID": "filler"}
+        bodies = [gzip.compress(dumps({"Records": [matching_event() for _ in range(250)] +
+                                       [filler] * 90000}), 1) for _ in range(3)]
+        results = {}
+
+        def fire(i):
+            try:
+                results[i] = svc.request("POST", "/events", body=bodies[i], timeout=60,
+                                         headers={"Content-Type": "application/json",
+                                                  "Content-Encoding": "gzip"})
+            except Exception as e:  # noqa: BLE001 -- reported below
+                results[i] = e
+
+        threads = [threading.Thread(target=fire, args=(i,), daemon=True) for i in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.15)
+        svc.proc.send_signal(harness.signal.SIGTERM)
+        for t in threads:
+            t.join(90)
+        self.assertEqual(svc.proc.wait(30), 0, svc.stderr_text())
+        svc.join_readers()
+        self.assertEqual(len(results), 3)
+        dropped = {i: r for i, r in results.items() if not isinstance(r, harness.Response)}
+        self.assertEqual(dropped, {}, "requests closed without an answer during the drain")
+        acked = []
+        for r in results.values():
+            self.assertIn(r.status, (202, 503), r)
+            if r.status == 503:
+                self.assertIsNotNone(r.header("Retry-After"))
+            else:
+                acked.extend(self.assertAccepted(r, 90250, 250)["alerts"])
+        after = Service(self, state_dir=svc.state_dir).start()
+        stored = {a["id"] for a in after.alerts(1000)}
+        self.assertEqual(set(acked) - stored, set(), "acknowledged alerts lost in the drain")
+
+
 class StartupTest(ServiceTestCase):
     """Refusing to start on unsafe or bad configuration; exit 2 and a message naming the cause."""
 
