@@ -122,6 +122,10 @@ static int eval_one(const struct th_config *cfg, struct th_engine_run *run, cons
     }
     rc = th_input_parse(data, len, &lim, &in, &ierr);
     free(data);
+    if (rc == TH_OK && in.form == TH_FORM_EMPTY) {
+        rc = TH_EPARSE; /* as for an empty request body: there is nothing to evaluate */
+        snprintf(ierr.message, sizeof(ierr.message), "no JSON document in the input");
+    }
     if (rc != TH_OK) {
         if (ierr.line > 0) {
             fprintf(stderr, "trailhook eval: %s:%ld:%ld: %s\n", shown, ierr.line, ierr.column,

@@ -7,22 +7,20 @@
 
 const json_t *th_event_get(const json_t *obj, const char *key)
 {
-    const char *k;
-    json_t *v;
     json_t *found;
+    size_t keylen = strlen(key);
 
     if (!json_is_object(obj)) {
         return NULL;
     }
-    found = json_object_get(obj, key);
-    if (found == NULL) {
-        /* Panther's ImmutableCaseInsensitiveDict: the first key in document order wins. */
-        json_object_foreach((json_t *)obj, k, v)
-        {
-            if (strcasecmp(k, key) == 0) {
-                found = v;
-                break;
-            }
+    found = json_object_getn(obj, key, keylen);
+    /* Panther's ImmutableCaseInsensitiveDict: the first key in document order wins. Keys are
+     * compared with their lengths, so one holding U+0000 never passes for a shorter one. */
+    for (void *it = json_object_iter((json_t *)obj); found == NULL && it != NULL;
+         it = json_object_iter_next((json_t *)obj, it)) {
+        if (json_object_iter_key_len(it) == keylen &&
+            strncasecmp(json_object_iter_key(it), key, keylen) == 0) {
+            found = json_object_iter_value(it);
         }
     }
     return json_is_null(found) ? NULL : found;
@@ -54,7 +52,10 @@ const json_t *th_event_get_path(const json_t *obj, const char *dotpath)
 const char *th_event_get_string(const json_t *obj, const char *key)
 {
     const json_t *v = th_event_get(obj, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+        return NULL; /* a string holding U+0000 must not compare equal to its prefix */
+    }
+    return json_string_value(v);
 }
 
 bool th_event_truthy(const json_t *value)
@@ -84,7 +85,7 @@ bool th_event_truthy(const json_t *value)
 
 bool th_event_is_cloudtrail(const json_t *value)
 {
-    return th_event_get_string(value, "eventName") != NULL;
+    return json_is_string(th_event_get(value, "eventName"));
 }
 
 const char *th_event_id(const json_t *event)

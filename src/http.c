@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "server_int.h"
 #include "trailhook/auth.h"
@@ -39,6 +41,10 @@ static enum MHD_Result send_json(struct th_http_req *req, unsigned status, json_
     }
     if (allow != NULL) {
         MHD_add_response_header(resp, "Allow", allow);
+    }
+    if (atomic_load(&req->srv->draining)) {
+        /* Draining: no keep-alive, so the connection count falls to zero. */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     }
     if (status == 401) {
         MHD_add_response_header(resp, "WWW-Authenticate", "Basic realm=\"trailhook\"");
@@ -154,9 +160,7 @@ static enum MHD_Result dispatch(struct th_http_req *req)
     /* Suspend before the worker can see the request, so its resume never comes first. */
     MHD_suspend_connection(req->conn);
     req->queued = true;
-    atomic_fetch_add(&srv->in_flight, 1);
     if (th_queue_push(srv->queue, req) != TH_OK) {
-        atomic_fetch_sub(&srv->in_flight, 1);
         req->queued = false;
         req->result.status = 503;
         req->result.retry_after = 1;
@@ -345,6 +349,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
@@ -355,10 +361,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 void th_http_resume(struct th_http_req *req)
 {
-    struct th_server *srv = req->srv;
     atomic_store(&req->done, true);
     MHD_resume_connection(req->conn);
-    atomic_fetch_sub(&srv->in_flight, 1);
 }
 
 static enum th_err resolve(const char *addr, struct sockaddr_storage *sa, char *err, size_t errlen)
@@ -428,19 +432,51 @@ enum th_err th_http_start(struct th_server *srv, char *err, size_t errlen)
     return TH_OK;
 }
 
+/* Stops accepting; the listening socket is closed once the daemon is stopped (MHD's rule). */
+static void quiesce(struct MHD_Daemon *d, int *fd)
+{
+    if (d != NULL && *fd < 0) {
+        MHD_socket s = MHD_quiesce_daemon(d);
+        *fd = s == MHD_INVALID_SOCKET ? -1 : (int)s;
+    }
+}
+
 void th_http_quiesce(struct th_server *srv)
 {
     atomic_store(&srv->draining, true);
+    quiesce(srv->daemon, &srv->quiesced_fd);
+    quiesce(srv->admin_daemon, &srv->admin_quiesced_fd);
+}
+
+static unsigned connections(struct MHD_Daemon *d)
+{
+    const union MHD_DaemonInfo *info =
+        d != NULL ? MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+    return info != NULL ? info->num_connections : 0;
+}
+
+void th_http_wait_idle(struct th_server *srv, int64_t grace_ms)
+{
+    int64_t deadline = th_clock_mono_ms() + grace_ms;
+    while (connections(srv->daemon) > 0 && th_clock_mono_ms() < deadline) {
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+}
+
+static void stop_daemon(struct MHD_Daemon **d, int *fd)
+{
+    if (*d != NULL) {
+        MHD_stop_daemon(*d);
+        *d = NULL;
+    }
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
 }
 
 void th_http_stop(struct th_server *srv)
 {
-    if (srv->daemon != NULL) {
-        MHD_stop_daemon(srv->daemon);
-        srv->daemon = NULL;
-    }
-    if (srv->admin_daemon != NULL) {
-        MHD_stop_daemon(srv->admin_daemon);
-        srv->admin_daemon = NULL;
-    }
+    stop_daemon(&srv->daemon, &srv->quiesced_fd);
+    stop_daemon(&srv->admin_daemon, &srv->admin_quiesced_fd);
 }

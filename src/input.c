@@ -159,6 +159,20 @@ static void push_doc(struct th_input *in, json_t *doc)
     in->docs[in->ndocs++] = doc;
 }
 
+/*
+ * One document. U+0000 is legal JSON, so it is allowed; an integer beyond 64 bits (which Python
+ * reads fine) makes jansson fail, so such a document is read again with integers as reals.
+ */
+static json_t *load_one(const char *d, size_t len, json_error_t *je)
+{
+    const size_t flags = JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL;
+    json_t *doc = json_loadb(d, len, flags, je);
+    if (doc == NULL && json_error_code(je) == json_error_numeric_overflow) {
+        doc = json_loadb(d, len, flags | JSON_DECODE_INT_AS_REAL, je);
+    }
+    return doc;
+}
+
 /* Parses every whitespace-separated document; positions are reported for the whole text. */
 static enum th_err parse_docs(struct th_input *in, const char *d, size_t len,
                               struct th_input_error *err)
@@ -182,7 +196,7 @@ static enum th_err parse_docs(struct th_input *in, const char *d, size_t len,
             return TH_OK;
         }
         json_error_t je;
-        json_t *doc = json_loadb(d + pos, len - pos, JSON_DISABLE_EOF_CHECK, &je);
+        json_t *doc = load_one(d + pos, len - pos, &je);
         if (doc == NULL) {
             long col = je.line == 1 ? (long)(pos - line_start) + je.column : je.column;
             return fail(err, TH_EPARSE, line + je.line - 1, col, -1, "malformed JSON: %s", je.text);

@@ -93,7 +93,9 @@ static bool judge_item(const json_t *item, size_t index, int64_t at_ms, th_rule_
         return true;
     }
     const char *id = json_string_value(user);
-    if (id[0] != '\0' && accounts != NULL && accounts(ctx, id, at_ms)) {
+    /* An id holding U+0000 names no account; its C prefix must not be looked up instead. */
+    bool whole = strlen(id) == json_string_length(user);
+    if (whole && id[0] != '\0' && accounts != NULL && accounts(ctx, id, at_ms)) {
         res->verdict = TH_RULE_MATCH;
         snprintf(res->reason, sizeof(res->reason), "userId:%.80s", id);
         return true;

@@ -20,6 +20,7 @@
 #include "trailhook/mem.h"
 
 #define DRAIN_GRACE_MS 10000
+#define HTTP_GRACE_MS  5000
 
 static void *worker_main(void *arg)
 {
@@ -113,6 +114,8 @@ static void init_server(struct th_server *srv, const struct th_config *cfg,
     srv->workers = th_xcalloc(srv->nworkers, sizeof(*srv->workers));
     srv->worker_stores = th_xcalloc(srv->nworkers, sizeof(*srv->worker_stores));
     srv->queue = th_queue_new(cfg->queue_capacity);
+    srv->quiesced_fd = -1;
+    srv->admin_quiesced_fd = -1;
     pthread_mutex_init(&srv->read_lock, NULL);
     th_rand_bytes(rnd, sizeof(rnd));
     th_hex(rnd, sizeof(rnd), srv->request_prefix);
@@ -126,10 +129,8 @@ static void stop_server(struct th_server *srv)
     for (size_t i = 0; i < srv->nworkers; i++) {
         pthread_join(srv->workers[i], NULL);
     }
-    /* Every queued request has been answered; give the responses a moment to leave. */
-    for (int i = 0; i < 100 && atomic_load(&srv->in_flight) > 0; i++) {
-        nanosleep(&(struct timespec){0, 10000000}, NULL);
-    }
+    /* Every queued request has its answer; let the answers leave before closing. */
+    th_http_wait_idle(srv, HTTP_GRACE_MS);
     th_http_stop(srv);
     th_deliverer_stop(srv->deliverer, DRAIN_GRACE_MS);
 }

@@ -32,8 +32,9 @@ struct th_server {
     struct th_deliver_status status;
     struct MHD_Daemon *daemon;
     struct MHD_Daemon *admin_daemon;
+    int quiesced_fd; /* listening sockets handed back by MHD_quiesce_daemon, or -1 */
+    int admin_quiesced_fd;
     _Atomic bool draining;
-    _Atomic size_t in_flight;  /* requests accepted into the queue and not yet answered */
     pthread_mutex_t read_lock; /* guards read_store, used by GET /alerts */
     struct th_store *read_store;
     char request_prefix[13];
@@ -58,8 +59,11 @@ struct th_http_req {
 /** Starts the listeners. @return TH_OK, or TH_EIO with @p err saying why. */
 enum th_err th_http_start(struct th_server *srv, char *err, size_t errlen);
 
-/** Stops accepting new connections (requests in flight go on). */
+/** Stops accepting new connections; POSTs on open ones get 503 (requests in flight go on). */
 void th_http_quiesce(struct th_server *srv);
+
+/** Waits until no connection is open (their answers sent), at most @p grace_ms. */
+void th_http_wait_idle(struct th_server *srv, int64_t grace_ms);
 
 /** Closes the listeners and every connection. */
 void th_http_stop(struct th_server *srv);

@@ -176,6 +176,21 @@ static void gzip_bodies_are_inflated_and_bounded(void **state)
     free(zbuf);
 }
 
+static void numbers_python_reads_are_read(void **state)
+{
+    struct th_input in;
+    struct th_input_error err;
+    (void)state;
+    /* Beyond 64 bits, and a U+0000 inside a string: both legal JSON. */
+    assert_int_equal(parse("{\"eventName\":\"X\",\"n\":123456789012345678901234567890,"
+                           "\"s\":\"a\\u0000b\"}",
+                           &in, &err),
+                     TH_OK);
+    assert_int_equal(in.nrecords, 1);
+    assert_true(json_is_real(json_object_get(in.records[0].event, "n")));
+    th_input_cleanup(&in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +202,7 @@ int main(void)
         cmocka_unit_test(not_cloudtrail_records_are_flagged),
         cmocka_unit_test(limits_are_enforced),
         cmocka_unit_test(gzip_bodies_are_inflated_and_bounded),
+        cmocka_unit_test(numbers_python_reads_are_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,7 +43,7 @@ static json_t *event_with(const char *request_parameters, const char *extra)
             request_parameters, extra[0] != '\0' ? "," : "", extra);
     fclose(f);
     json_error_t err;
-    json_t *ev = json_loads(text, 0, &err);
+    json_t *ev = json_loads(text, JSON_ALLOW_NUL, &err);
     if (ev == NULL) {
         fail_msg("bad test JSON: %s: %s", err.text, text);
     }
@@ -322,6 +322,15 @@ static void created_account_from_object_or_string(void **state)
     json_decref(c);
 }
 
+static void strings_holding_nul_never_pass_for_their_prefix(void **state)
+{
+    struct th_rule_result res;
+    (void)state;
+    assert_int_equal(judge(ADD("[{\"group\":\"all\\u0000x\"}]"), "", &res), TH_RULE_NOMATCH);
+    assert_int_equal(judge(ADD("[{\"userId\":\"012345678901\\u0000\"}]"), "", &res),
+                     TH_RULE_NOMATCH);
+}
+
 static void rule_registry_names_the_compiled_rule(void **state)
 {
     (void)state;
@@ -351,6 +360,7 @@ int main(void)
         cmocka_unit_test(indicators_of_the_spec_event),
         cmocka_unit_test(summary_attributes_follow_the_spec),
         cmocka_unit_test(created_account_from_object_or_string),
+        cmocka_unit_test(strings_holding_nul_never_pass_for_their_prefix),
         cmocka_unit_test(rule_registry_names_the_compiled_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

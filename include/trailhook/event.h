@@ -25,7 +25,10 @@ const json_t *th_event_get(const json_t *obj, const char *key);
  */
 const json_t *th_event_get_path(const json_t *obj, const char *dotpath);
 
-/** The string at @p key (looked up as th_event_get), or NULL when absent or not a string. */
+/**
+ * The string at @p key (looked up as th_event_get), or NULL when absent, not a string, or holding
+ * U+0000 (which no C string comparison may see).
+ */
 const char *th_event_get_string(const json_t *obj, const char *key);
 
 /** Python truthiness of a JSON value: false for NULL, null, false, 0, "", [] and {}. */
