@@ -199,6 +199,7 @@ static enum th_err parse_docs(struct th_input *in, const char *d, size_t len,
         json_t *doc = load_one(d + pos, len - pos, &je);
         if (doc == NULL) {
             long col = je.line == 1 ? (long)(pos - line_start) + je.column : je.column;
+            col = col < 1 ? 1 : col; /* at the end of the input jansson says column 0 */
             return fail(err, TH_EPARSE, line + je.line - 1, col, -1, "malformed JSON: %s", je.text);
         }
         push_doc(in, doc);

@@ -37,6 +37,8 @@ BASIC_USER = "eventbridge"
 BASIC_PASS = "s3cret:with-colon"
 
 START_TIMEOUT = 15.0
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
 STOP_TIMEOUT = 15.0
 
 
@@ -219,10 +221,11 @@ class Service:
         ]
         for t in self._threads:
             t.start()
+        args = (self.proc, self.stderr_lines, list(self._threads))
         if isinstance(self.testcase, type):
-            self.testcase.addClassCleanup(self._cleanup_proc, self.proc)
+            self.testcase.addClassCleanup(self._cleanup_proc, *args)
         else:
-            self.testcase.addCleanup(self._cleanup_proc, self.proc)
+            self.testcase.addCleanup(self._cleanup_proc, *args)
         return self
 
     def start(self, timeout=START_TIMEOUT):
@@ -287,7 +290,8 @@ class Service:
             t.join(5)
 
     @staticmethod
-    def _cleanup_proc(proc):
+    def _cleanup_proc(proc, stderr_lines, threads):
+        """Stops the process if still running; fails the test on a sanitizer report."""
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -295,6 +299,11 @@ class Service:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        for t in threads:
+            t.join(5)
+        text = "\n".join(stderr_lines)
+        if any(m in text for m in SANITIZER_MARKERS):
+            raise AssertionError("sanitizer report on trailhook serve's stderr:\n" + text[-6000:])
 
     def wait_exit(self, timeout=10):
         """For a process expected to refuse to start: @return its exit status."""

@@ -1,9 +1,9 @@
 """The command line (DESIGN.md §3): `test`, `eval`, `--version`, `--help`, usage errors."""
 
+import gzip
 import json
 import os
 import re
-import shutil
 import unittest
 
 import harness
@@ -154,7 +154,6 @@ class EvalCommandTest(unittest.TestCase):
         self.assertEqual(len(out), 2)
 
     def test_gzip_file(self):
-        import gzip
         path = self.write("log.json.gz", gzip.compress(dumps({"Records": [
             load_fixture("record_ami_made_public.json")]})))
         r, out = self.eval([path])
@@ -206,6 +205,21 @@ class EvalCommandTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertFalse(os.path.exists(self.env["TRAILHOOK_STATE_DIR"]),
                          "eval created the state dir")
+
+
+class HealthcheckCommandTest(unittest.TestCase):
+    def test_healthcheck(self):
+        svc = harness.Service(self).start()
+        url = "http://127.0.0.1:%d/healthz" % svc.port
+        r = run_cli(["healthcheck", url])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # Without a URL it checks the configured listen address.
+        r = run_cli(["healthcheck"], env={"TRAILHOOK_LISTEN": "127.0.0.1:%d" % svc.port})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        svc.stop()
+        r = run_cli(["healthcheck", url])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertTrue(r.stderr.strip(), "no message when the service is down")
 
 
 class MiscCommandTest(unittest.TestCase):

@@ -177,6 +177,51 @@ class CorpusTest(unittest.TestCase):
                 self.assertTrue(all("file" not in l for l in lines))
                 self.assertEqual([l["index"] for l in lines if l["match"]], sorted(v["match"]))
 
+    def test_http_agrees_with_the_verdicts(self):
+        """Every corpus file posted as is to POST /events: 202 with the verdict's counts, or 400
+        for a file holding a record that is not CloudTrail or text that is not JSON."""
+        svc = harness.Service(self).start()
+        keys = sorted(self.verdicts)
+        problems = []
+        lock = threading.Lock()
+
+        def post(key):
+            v = self.verdicts[key]
+            with open(self.paths[key], "rb") as f:
+                data = f.read()
+            headers = {"Content-Encoding": "gzip"} if data[:2] == b"\x1f\x8b" else {}
+            r = svc.post_events(data, headers=headers)
+            try:
+                body = r.json
+            except ValueError:
+                body = {}
+            if v.get("unparseable"):
+                ok = r.status == 400 and "line" in body
+            elif v["not_cloudtrail"]:
+                ok = (r.status == 400 and isinstance(body.get("index"), int) and
+                      0 <= body["index"] < v["records"])
+            else:
+                nalerts = len(body.get("alerts", []))
+                ok = (r.status == 202 and body.get("accepted") == v["records"] and
+                      body.get("matched") == len(v["match"]) and
+                      (1 <= nalerts <= len(v["match"]) if v["match"] else nalerts == 0))
+            ok = ok and isinstance(body.get("request_id"), str)
+            if not ok:
+                with lock:
+                    problems.append((key, v, r))
+
+        def work(worker, nworkers):
+            for i in range(worker, len(keys), nworkers):
+                post(keys[i])
+
+        threads = [threading.Thread(target=work, args=(w, 2)) for w in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        self.report(sorted(problems, key=lambda p: p[0]), "HTTP answers")
+        self.assertEqual(svc.request("GET", "/healthz", auth=False).status, 200)
+
     def test_unparseable_files(self):
         bad = [k for k, v in self.verdicts.items() if v.get("unparseable")]
         self.assertTrue(bad, "the corpus lists no unparseable file")
