@@ -8,6 +8,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #define ENV_CONFIG       "TRAILHOOK_CONFIG" /* read by main to find the file */
 #define GIB              ((int64_t)1 << 30)
 #define DAY_SECONDS      ((int64_t)86400)
+#define SECRET_HEADER    "X-Trailhook-Secret"
 
 /* The kinds up to KIND_BACKEND are held as one char * (is_text_kind relies on the order). */
 enum kind {
@@ -102,9 +104,43 @@ static const struct key_def keys[] = {
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
 static const char *const dest_type_names[] = {"console", "slack", "pagerduty", "webhook"};
-static const char *const dest_keys[] = {"name",         "type",        "url",
-                                        "url_file",     "secret",      "secret_file",
-                                        "min_severity", "rule_errors", NULL};
+static const char *const dest_keys[] = {"name",
+                                        "type",
+                                        "url",
+                                        "url_file",
+                                        "secret",
+                                        "secret_file",
+                                        "min_severity",
+                                        "rule_errors",
+                                        "hmac_secret",
+                                        "hmac_secret_file",
+                                        "secret_header",
+                                        "concurrency",
+                                        "rate_per_minute",
+                                        "burst",
+                                        "max_age_seconds",
+                                        "connect_timeout_ms",
+                                        "timeout_ms",
+                                        NULL};
+
+/* The whole-number settings of a destination; rate_per_minute, a fraction, is parsed apart. */
+struct dest_number {
+    const char *key;
+    size_t off;  /* the field of struct th_config_dest */
+    bool is_int; /* int, else int64_t */
+    int64_t min;
+    int64_t max;
+};
+
+#define DEST_FIELD(f) offsetof(struct th_config_dest, f)
+
+static const struct dest_number dest_numbers[] = {
+    {"concurrency", DEST_FIELD(concurrency), true, 1, 16},
+    {"burst", DEST_FIELD(burst), true, 1, 1000},
+    {"max_age_seconds", DEST_FIELD(max_age_seconds), false, 60, 366 * DAY_SECONDS},
+    {"connect_timeout_ms", DEST_FIELD(connect_timeout_ms), false, 100, 60000},
+    {"timeout_ms", DEST_FIELD(timeout_ms), false, 100, 300000},
+};
 
 const char *th_dest_type_name(enum th_dest_type type)
 {
@@ -289,23 +325,34 @@ static enum th_err set_text(struct loader *ld, const struct key_def *def, const 
     return TH_OK;
 }
 
+/* A whole number in [min, max] (min >= 0). */
+static bool parse_whole(const char *text, int64_t min, int64_t max, int64_t *out)
+{
+    char *end = NULL;
+    unsigned long long v = 0;
+
+    /* strtoull alone would take " 12", "+12" and "-1" (as a huge number). */
+    if (!isdigit((unsigned char)text[0])) {
+        return false;
+    }
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v < (unsigned long long)min || v > (unsigned long long)max) {
+        return false;
+    }
+    *out = (int64_t)v;
+    return true;
+}
+
 static enum th_err set_number(struct loader *ld, const struct key_def *def, const char *text,
                               const struct origin *o)
 {
     char problem[96];
-    char *end = NULL;
-    unsigned long long v = 0;
+    int64_t v = 0;
 
     snprintf(problem, sizeof(problem), "must be a whole number from %lld to %lld",
              (long long)def->min, (long long)def->max);
-    /* strtoull alone would take " 12", "+12" and "-1" (as a huge number). */
-    if (!isdigit((unsigned char)text[0])) {
-        return bad_value(ld, def, text, o, problem);
-    }
-    errno = 0;
-    v = strtoull(text, &end, 10);
-    if (errno != 0 || *end != '\0' || v < (unsigned long long)def->min ||
-        v > (unsigned long long)def->max) {
+    if (!parse_whole(text, def->min, def->max, &v)) {
         return bad_value(ld, def, text, o, problem);
     }
     if (def->kind == KIND_SIZE) {
@@ -313,7 +360,7 @@ static enum th_err set_number(struct loader *ld, const struct key_def *def, cons
     } else if (def->kind == KIND_INT) {
         *(int *)field(ld->cfg, def) = (int)v;
     } else {
-        *(int64_t *)field(ld->cfg, def) = (int64_t)v;
+        *(int64_t *)field(ld->cfg, def) = v;
     }
     return TH_OK;
 }
@@ -653,6 +700,26 @@ static bool dest_type_parse(const char *name, enum th_dest_type *out)
     return false;
 }
 
+/* The defaults of @p d's type; the file's keys, read after, override them. */
+static void dest_defaults(struct th_config_dest *d)
+{
+    static const double rates[] = {[TH_DEST_CONSOLE] = 0,
+                                   [TH_DEST_SLACK] = 60,
+                                   [TH_DEST_PAGERDUTY] = 120,
+                                   [TH_DEST_WEBHOOK] = 600};
+
+    if (d->secret_header == NULL) {
+        d->secret_header = th_xstrdup(SECRET_HEADER);
+    }
+    d->concurrency = 1;
+    /* Slack allows about one message a second per incoming webhook, with short bursts. */
+    d->rate_per_minute = rates[d->type];
+    d->burst = d->type == TH_DEST_SLACK ? 3 : 10;
+    d->max_age_seconds = DAY_SECONDS;
+    d->connect_timeout_ms = 3000;
+    d->timeout_ms = 10000;
+}
+
 static struct th_config_dest *add_dest(struct th_config *cfg, enum th_dest_type type,
                                        const char *url, const char *secret)
 {
@@ -665,6 +732,7 @@ static struct th_config_dest *add_dest(struct th_config *cfg, enum th_dest_type 
     d->type = type;
     d->url = th_xstrdup(url);
     d->secret = th_xstrdup(secret);
+    dest_defaults(d);
     return d;
 }
 
@@ -759,6 +827,115 @@ static enum th_err dest_options(struct loader *ld, const struct th_yaml_node *n,
     return TH_OK;
 }
 
+/* The value of @p key when set: NULL when absent or empty; a list or mapping is an error. */
+static enum th_err dest_scalar(struct loader *ld, const struct th_yaml_node *n, const char *key,
+                               const char *label, const struct th_yaml_node **out)
+{
+    const struct th_yaml_node *v = th_yaml_map_get(n, key);
+    char what[64];
+
+    *out = NULL;
+    if (v == NULL || is_null(v)) {
+        return TH_OK;
+    }
+    snprintf(what, sizeof(what), "%s: %s", label, key);
+    *out = v;
+    return want_text(ld, v, what);
+}
+
+/* A rate: digits with an optional fraction ("30", "0.5"); no sign, exponent or hex. */
+static bool parse_rate(const char *s, double *out)
+{
+    size_t i = strspn(s, "0123456789");
+    char *end = NULL;
+
+    if (i > 0 && s[i] == '.') {
+        size_t frac = strspn(s + i + 1, "0123456789");
+        i = frac > 0 ? i + 1 + frac : 0;
+    }
+    if (i == 0 || s[i] != '\0') {
+        return false;
+    }
+    errno = 0;
+    *out = strtod(s, &end);
+    return errno == 0 && end == s + i && isfinite(*out);
+}
+
+/* Concurrency, rate limit, dead-letter age and timeouts. */
+static enum th_err dest_limits(struct loader *ld, const struct th_yaml_node *n, const char *label,
+                               struct th_config_dest *d)
+{
+    const struct th_yaml_node *v = NULL;
+    enum th_err rc = TH_OK;
+
+    for (size_t i = 0; i < sizeof(dest_numbers) / sizeof(dest_numbers[0]) && rc == TH_OK; i++) {
+        const struct dest_number *num = &dest_numbers[i];
+        int64_t value = 0;
+        rc = dest_scalar(ld, n, num->key, label, &v);
+        if (rc != TH_OK || v == NULL) {
+            continue;
+        }
+        if (!parse_whole(v->scalar, num->min, num->max, &value)) {
+            return fail(ld, TH_EINVAL, v->line,
+                        "%s: %s must be a whole number from %lld to %lld (got '%.32s')", label,
+                        num->key, (long long)num->min, (long long)num->max, v->scalar);
+        }
+        if (num->is_int) {
+            *(int *)((char *)d + num->off) = (int)value;
+        } else {
+            *(int64_t *)((char *)d + num->off) = value;
+        }
+    }
+    if (rc == TH_OK) {
+        rc = dest_scalar(ld, n, "rate_per_minute", label, &v);
+    }
+    if (rc == TH_OK && v != NULL && !parse_rate(v->scalar, &d->rate_per_minute)) {
+        rc = fail(ld, TH_EINVAL, v->line,
+                  "%s: rate_per_minute must be a number of 0 or more, like 30 or 0.5; 0 is "
+                  "unlimited (got '%.32s')",
+                  label, v->scalar);
+    }
+    return rc;
+}
+
+/* How a webhook authenticates: `secret` in secret_header, and an HMAC of the body. */
+static enum th_err dest_webhook(struct loader *ld, const struct th_yaml_node *n, const char *label,
+                                struct th_config_dest *d)
+{
+    const struct th_yaml_node *hmac = th_yaml_map_get(n, "hmac_secret");
+    const struct th_yaml_node *hdr = NULL;
+    enum th_err rc = dest_value(ld, n, "hmac_secret", label, &d->hmac_secret);
+
+    if (hmac == NULL || is_null(hmac)) {
+        hmac = th_yaml_map_get(n, "hmac_secret_file");
+    }
+    if (rc == TH_OK && d->hmac_secret != NULL && d->type != TH_DEST_WEBHOOK) {
+        rc = fail(ld, TH_EINVAL, hmac->line, "%s: hmac_secret applies to webhook destinations only",
+                  label);
+    }
+    if (rc == TH_OK && d->hmac_secret != NULL && d->hmac_secret[0] == '\0') {
+        rc = fail(ld, TH_EINVAL, hmac->line, "%s: hmac_secret must not be empty", label);
+    }
+    if (rc == TH_OK) {
+        rc = dest_scalar(ld, n, "secret_header", label, &hdr);
+    }
+    if (rc != TH_OK || hdr == NULL) {
+        return rc;
+    }
+    if (d->type != TH_DEST_WEBHOOK) {
+        return fail(ld, TH_EINVAL, hdr->line,
+                    "%s: secret_header applies to webhook destinations only", label);
+    }
+    if (!is_token(hdr->scalar)) {
+        return fail(ld, TH_EINVAL, hdr->line,
+                    "%s: secret_header must be an HTTP header name (got '%.64s')", label,
+                    hdr->scalar);
+    }
+    free(d->secret_header);
+    d->secret_header = th_xstrdup(hdr->scalar);
+    return TH_OK;
+}
+
 /* What a destination of its type cannot work without. URLs may hold tokens: never shown. */
 static enum th_err dest_check(struct loader *ld, const struct th_yaml_node *n, const char *label,
                               const struct th_config_dest *d)
@@ -813,6 +990,7 @@ static enum th_err parse_dest(struct loader *ld, const struct th_yaml_node *n, s
     d = add_dest(ld->cfg, TH_DEST_CONSOLE, NULL, NULL);
     rc = dest_type(ld, n, label, d);
     if (rc == TH_OK) {
+        dest_defaults(d); /* again, now that the type is known */
         rc = dest_name(ld, n, label, d);
     }
     if (rc == TH_OK) {
@@ -823,6 +1001,12 @@ static enum th_err parse_dest(struct loader *ld, const struct th_yaml_node *n, s
     }
     if (rc == TH_OK) {
         rc = dest_options(ld, n, label, d);
+    }
+    if (rc == TH_OK) {
+        rc = dest_limits(ld, n, label, d);
+    }
+    if (rc == TH_OK) {
+        rc = dest_webhook(ld, n, label, d);
     }
     return rc == TH_OK ? dest_check(ld, n, label, d) : rc;
 }
@@ -1043,6 +1227,8 @@ void th_config_cleanup(struct th_config *cfg)
         free(cfg->destinations[i].name);
         free(cfg->destinations[i].url);
         free(cfg->destinations[i].secret);
+        free(cfg->destinations[i].hmac_secret);
+        free(cfg->destinations[i].secret_header);
     }
     free(cfg->destinations);
     memset(cfg, 0, sizeof(*cfg));

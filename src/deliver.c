@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * deliver.c -- the deliverer thread: drains each destination's outbox rows from the store,
- * records outcomes, and does the store's housekeeping (pruning, the writability probe).
+ * deliver.c -- delivery lanes over the outbox: each destination has `concurrency` threads, each
+ * with its own store handle and HTTP client, sharing the destination's rate limit and the set
+ * of rows in flight (so no row is sent twice at once). A housekeeping thread probes the store
+ * and prunes it.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -11,60 +13,54 @@
 
 #include "trailhook/clock.h"
 #include "trailhook/deliver.h"
+#include "trailhook/dest.h"
 #include "trailhook/hash.h"
 #include "trailhook/log.h"
 #include "trailhook/mem.h"
+#include "trailhook/store.h"
 
-#define BATCH           32
+#define BATCH           48
+#define MAX_LANES       16
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_CAP_MS  (5 * 60 * 1000)
-#define MAX_AGE_MS      (24LL * 3600 * 1000)
 #define HOUSEKEEPING_MS 5000
 #define PRUNE_EVERY_MS  (10 * 60 * 1000)
+#define IDLE_WAIT_MS    1000
+
+/* What the lanes of one destination share. */
+struct dest_state {
+    const struct th_config_dest *cfg;
+    const struct th_dest_ops *ops;
+    pthread_mutex_t lock; /* guards rl and inflight */
+    struct th_ratelimit rl;
+    int64_t inflight[MAX_LANES];
+    size_t ninflight;
+};
+
+struct lane {
+    struct th_deliverer *d;
+    struct dest_state *ds;
+    pthread_t thread;
+    bool started;
+};
 
 struct th_deliverer {
     const struct th_config *cfg;
     struct th_deliver_status *status;
-    struct th_dest *dests;
+    struct dest_state *dests;
     size_t ndests;
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t lock;
+    struct lane *lanes;
+    size_t nlanes;
+    pthread_t housekeeper;
+    bool housekeeper_started;
+    pthread_mutex_t lock; /* guards stopping, generation */
     pthread_cond_t wake;
     bool stopping;
-    bool notified;
-    int64_t last_prune_ms;
+    uint64_t generation;         /* bumped by every notify */
+    _Atomic int64_t abort_at_ms; /* monotonic; transfers still running past it are abandoned */
 };
 
-/* ---- console ---------------------------------------------------------------------------- */
-
-static void console_send(struct th_dest *dest, enum th_outbox_kind kind, const json_t *doc,
-                         struct th_dest_result *res)
-{
-    json_t *line = json_deep_copy(doc);
-    static const char *const kinds[] = {"alert", "rule_error", "resolve"};
-    json_object_set_new(line, "type", json_string(kinds[kind]));
-    char *text = json_dumps(line, JSON_COMPACT);
-    json_decref(line);
-    /* One write per line, flushed now: a reader piping stdout sees each alert at once. */
-    int rc = fprintf(dest->out, "%s\n", text);
-    free(text);
-    if (rc < 0 || fflush(dest->out) != 0) {
-        res->outcome = TH_DEST_RETRY;
-        snprintf(res->detail, sizeof(res->detail), "cannot write to stdout");
-        return;
-    }
-    res->outcome = TH_DEST_DELIVERED;
-}
-
-static void console_cleanup(struct th_dest *dest)
-{
-    (void)dest;
-}
-
-const struct th_dest_ops th_dest_console_ops = {"console", console_send, console_cleanup};
-
-/* ---- the deliverer ---------------------------------------------------------------------- */
+/* ---- backoff and rate limit --------------------------------------------------------------- */
 
 int64_t th_deliver_backoff_ms(int attempts, int64_t base_ms, int64_t cap_ms, int64_t floor_ms)
 {
@@ -83,31 +79,72 @@ int64_t th_deliver_backoff_ms(int attempts, int64_t base_ms, int64_t cap_ms, int
     return delay < floor_ms ? floor_ms : delay;
 }
 
-enum th_err th_deliverer_new(const struct th_config *cfg, struct th_deliver_status *status,
-                             struct th_deliverer **out, char *err, size_t errlen)
+void th_ratelimit_init(struct th_ratelimit *rl, double rate_per_minute, int burst, int64_t now_ms)
 {
-    struct th_deliverer *d = th_xcalloc(1, sizeof(*d));
-    d->cfg = cfg;
-    d->status = status;
-    d->dests = th_xcalloc(cfg->ndestinations, sizeof(*d->dests));
-    pthread_mutex_init(&d->lock, NULL);
-    pthread_cond_init(&d->wake, NULL);
-    for (size_t i = 0; i < cfg->ndestinations; i++) {
-        const struct th_config_dest *c = &cfg->destinations[i];
-        if (c->type != TH_DEST_CONSOLE) {
-            snprintf(err, errlen, "destination '%s': type %s is not available in this build",
-                     c->name, th_dest_type_name(c->type));
-            th_deliverer_free(d);
-            return TH_EUNSUPPORTED;
-        }
-        d->dests[i].cfg = c;
-        d->dests[i].ops = &th_dest_console_ops;
-        d->dests[i].out = stdout;
-        d->ndests++;
-    }
-    *out = d;
-    return TH_OK;
+    rl->per_ms = rate_per_minute / 60000.0;
+    rl->burst = burst < 1 ? 1 : burst;
+    rl->tokens = rl->burst;
+    rl->last_ms = now_ms;
 }
+
+int64_t th_ratelimit_take(struct th_ratelimit *rl, int64_t now_ms)
+{
+    if (rl->per_ms <= 0) {
+        return 0;
+    }
+    if (now_ms > rl->last_ms) {
+        rl->tokens += (double)(now_ms - rl->last_ms) * rl->per_ms;
+        rl->tokens = rl->tokens > rl->burst ? rl->burst : rl->tokens;
+        rl->last_ms = now_ms;
+    }
+    if (rl->tokens >= 1.0) {
+        rl->tokens -= 1.0;
+        return 0;
+    }
+    return (int64_t)((1.0 - rl->tokens) / rl->per_ms) + 1;
+}
+
+/* ---- stop and wake ------------------------------------------------------------------------ */
+
+static bool stopping(struct th_deliverer *d, uint64_t *generation)
+{
+    pthread_mutex_lock(&d->lock);
+    bool s = d->stopping;
+    if (generation != NULL) {
+        *generation = d->generation;
+    }
+    pthread_mutex_unlock(&d->lock);
+    return s;
+}
+
+/* Sleeps until @p wake_ms (wall clock), a notify after @p generation, or stop. */
+static void sleep_until(struct th_deliverer *d, int64_t wake_ms, uint64_t generation)
+{
+    int64_t now = th_clock_now_ms();
+    if (wake_ms <= now) {
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + (wake_ms - now);
+    ts.tv_sec = deadline / 1000;
+    ts.tv_nsec = (long)(deadline % 1000) * 1000000;
+    pthread_mutex_lock(&d->lock);
+    while (!d->stopping && d->generation == generation) {
+        if (pthread_cond_timedwait(&d->wake, &d->lock, &ts) != 0) {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+static bool abort_transfer(void *ctx)
+{
+    struct th_deliverer *d = ctx;
+    return th_clock_mono_ms() >= atomic_load(&d->abort_at_ms);
+}
+
+/* ---- one row -------------------------------------------------------------------------------- */
 
 static json_t *load_doc(struct th_store *st, const struct th_outbox_row *row)
 {
@@ -121,61 +158,157 @@ static json_t *load_doc(struct th_store *st, const struct th_outbox_row *row)
 }
 
 /* Records what a send gave; a store failure leaves the row pending (re-sent: at-least-once). */
-static void settle(struct th_store *st, const struct th_dest *dest, const struct th_outbox_row *row,
-                   const struct th_dest_result *res, int64_t now)
+static void settle(struct th_store *st, const struct th_config_dest *cfg,
+                   const struct th_outbox_row *row, const struct th_dest_result *res, int64_t now)
 {
-    const char *name = dest->cfg->name;
+    static const char *const kinds[] = {"alert", "rule error", "resolve"};
+    const char *what = kinds[row->kind];
     if (res->outcome == TH_DEST_DELIVERED) {
         th_store_outbox_done(st, row->id, now);
-        th_log(TH_LOG_INFO, "deliver", "%s: delivered %s", name, row->ref);
-    } else if (res->outcome == TH_DEST_DEAD || now - row->created_ms > MAX_AGE_MS) {
-        th_store_outbox_dead(st, row->id, res->detail, now);
-        th_log(TH_LOG_ERROR, "deliver", "%s: %s parked as a dead letter: %s", name, row->ref,
-               res->detail);
+        th_log(TH_LOG_INFO, "deliver", "%s: delivered %s %s", cfg->name, what, row->ref);
+    } else if (res->outcome == TH_DEST_DEAD ||
+               now - row->created_ms > cfg->max_age_seconds * 1000) {
+        char reason[320];
+        snprintf(
+            reason, sizeof(reason), "%s%s",
+            res->outcome == TH_DEST_DEAD ? "" : "undelivered past max_age_seconds: ", res->detail);
+        th_store_outbox_dead(st, row->id, reason, now);
+        th_log(TH_LOG_ERROR, "deliver", "%s: %s %s parked as a dead letter: %s", cfg->name, what,
+               row->ref, reason);
     } else {
         int64_t delay = th_deliver_backoff_ms(row->attempts + 1, BACKOFF_BASE_MS, BACKOFF_CAP_MS,
                                               res->retry_after_ms);
         th_store_outbox_retry(st, row->id, now + delay, res->detail, now);
-        th_log(TH_LOG_WARN, "deliver", "%s: %s failed (%s), retry in %lld ms", name, row->ref,
-               res->detail, (long long)delay);
+        th_log(TH_LOG_WARN, "deliver", "%s: %s %s failed (%s), retry in %lld ms", cfg->name, what,
+               row->ref, res->detail, (long long)delay);
     }
 }
 
-static void deliver_row(struct th_store *st, struct th_dest *dest, const struct th_outbox_row *row)
+static void deliver_row(struct th_store *st, const struct dest_state *ds,
+                        const struct th_dest_io *io, const struct th_outbox_row *row)
 {
     struct th_dest_result res;
     json_t *doc = load_doc(st, row);
-    int64_t now;
 
     memset(&res, 0, sizeof(res));
     if (doc == NULL) {
         res.outcome = TH_DEST_DEAD;
-        snprintf(res.detail, sizeof(res.detail), "the %s it refers to is not in the store",
-                 row->kind == TH_OUTBOX_RULE_ERROR ? "rule error" : "alert");
+        snprintf(res.detail, sizeof(res.detail), "what the row refers to is not in the store");
     } else {
-        dest->ops->send(dest, row->kind, doc, &res);
+        ds->ops->send(ds->cfg, io, row->kind, doc, &res);
     }
     json_decref(doc);
-    now = th_clock_now_ms();
-    settle(st, dest, row, &res, now);
+    settle(st, ds->cfg, row, &res, th_clock_now_ms());
 }
 
-static void drain(struct th_deliverer *d, struct th_store *st)
+/* ---- lanes ---------------------------------------------------------------------------------- */
+
+static bool in_flight(const struct dest_state *ds, int64_t id)
+{
+    for (size_t i = 0; i < ds->ninflight; i++) {
+        if (ds->inflight[i] == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void release(struct dest_state *ds, int64_t id)
+{
+    pthread_mutex_lock(&ds->lock);
+    for (size_t i = 0; i < ds->ninflight; i++) {
+        if (ds->inflight[i] == id) {
+            ds->inflight[i] = ds->inflight[--ds->ninflight];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ds->lock);
+}
+
+/* Claims the oldest due row no other lane of the destination holds. */
+static bool claim(struct dest_state *ds, struct th_store *st, struct th_outbox_row *out)
 {
     struct th_outbox_row rows[BATCH];
-    for (size_t i = 0; i < d->ndests; i++) {
-        size_t n = 0;
-        if (th_store_outbox_due(st, d->dests[i].cfg->name, th_clock_now_ms(), rows, BATCH, &n) !=
-            TH_OK) {
-            continue;
+    size_t n = 0;
+    bool found = false;
+    pthread_mutex_lock(&ds->lock);
+    if (th_store_outbox_due(st, ds->cfg->name, th_clock_now_ms(), rows, BATCH, &n) == TH_OK) {
+        for (size_t i = 0; i < n && !found; i++) {
+            if (!in_flight(ds, rows[i].id)) {
+                *out = rows[i];
+                ds->inflight[ds->ninflight++] = rows[i].id;
+                found = true;
+            }
         }
-        for (size_t k = 0; k < n; k++) {
-            deliver_row(st, &d->dests[i], &rows[k]);
+    }
+    pthread_mutex_unlock(&ds->lock);
+    return found;
+}
+
+/* Waits for the destination's rate limit; false when stopping first. */
+static bool await_token(struct lane *l)
+{
+    for (;;) {
+        pthread_mutex_lock(&l->ds->lock);
+        int64_t wait = th_ratelimit_take(&l->ds->rl, th_clock_mono_ms());
+        pthread_mutex_unlock(&l->ds->lock);
+        if (wait == 0) {
+            return true;
         }
+        uint64_t gen;
+        if (stopping(l->d, &gen)) {
+            return false;
+        }
+        nanosleep(&(struct timespec){0, (long)(wait < 100 ? wait : 100) * 1000000}, NULL);
     }
 }
 
-static void housekeeping(struct th_deliverer *d, struct th_store *st)
+static void lane_loop(struct lane *l, struct th_store *st, const struct th_dest_io *base)
+{
+    uint64_t gen = 0;
+    while (!stopping(l->d, &gen)) {
+        struct th_outbox_row row;
+        if (claim(l->ds, st, &row)) {
+            if (await_token(l)) {
+                struct th_dest_io io = *base;
+                io.now_ms = th_clock_now_ms();
+                deliver_row(st, l->ds, &io, &row);
+            }
+            release(l->ds, row.id);
+            continue;
+        }
+        int64_t next = INT64_MAX;
+        th_store_outbox_next_due(st, l->ds->cfg->name, &next);
+        int64_t now = th_clock_now_ms();
+        /* Due rows all held by other lanes: look again shortly. */
+        int64_t wake = next <= now ? now + 50 : next;
+        sleep_until(l->d, wake < now + IDLE_WAIT_MS ? wake : now + IDLE_WAIT_MS, gen);
+    }
+}
+
+static void *lane_main(void *arg)
+{
+    struct lane *l = arg;
+    struct th_store *st = NULL;
+    struct th_dest_io io = {NULL, stdout, 0};
+    char err[256] = "";
+
+    if (th_store_open(l->d->cfg->state_dir, TH_STORE_READWRITE, &st, err, sizeof(err)) != TH_OK) {
+        th_log(TH_LOG_ERROR, "deliver", "%s: cannot open the store: %s", l->ds->cfg->name, err);
+        return NULL;
+    }
+    if (l->ds->cfg->type != TH_DEST_CONSOLE) {
+        io.http = th_httpc_new(abort_transfer, l->d);
+    }
+    lane_loop(l, st, &io);
+    th_httpc_free(io.http);
+    th_store_free(st);
+    return NULL;
+}
+
+/* ---- housekeeping --------------------------------------------------------------------------- */
+
+static void housekeeping(struct th_deliverer *d, struct th_store *st, int64_t *last_prune)
 {
     int64_t now = th_clock_now_ms();
     bool writable = th_store_check_writable(st) == TH_OK;
@@ -184,97 +317,117 @@ static void housekeeping(struct th_deliverer *d, struct th_store *st)
                writable ? "writable again" : "not writable");
     }
     atomic_store(&d->status->store_writable, writable);
-    if (writable && now - d->last_prune_ms > PRUNE_EVERY_MS) {
+    if (writable && now - *last_prune > PRUNE_EVERY_MS) {
         th_store_prune(st, now, d->cfg->seen_event_ttl_seconds * 1000);
-        d->last_prune_ms = now;
+        *last_prune = now;
     }
 }
 
-/* Sleeps until notified, the next row is due, housekeeping is due, or stop. */
-static void wait_for_work(struct th_deliverer *d, struct th_store *st, int64_t until_ms)
-{
-    int64_t next = INT64_MAX;
-    th_store_outbox_next_due(st, &next);
-    int64_t now = th_clock_now_ms();
-    int64_t wake = next < until_ms ? next : until_ms;
-    if (wake <= now) {
-        return;
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + (wake - now);
-    ts.tv_sec = deadline / 1000;
-    ts.tv_nsec = (long)(deadline % 1000) * 1000000;
-    pthread_mutex_lock(&d->lock);
-    while (!d->stopping && !d->notified) {
-        if (pthread_cond_timedwait(&d->wake, &d->lock, &ts) != 0) {
-            break;
-        }
-    }
-    d->notified = false;
-    pthread_mutex_unlock(&d->lock);
-}
-
-static bool stopping(struct th_deliverer *d)
-{
-    pthread_mutex_lock(&d->lock);
-    bool s = d->stopping;
-    pthread_mutex_unlock(&d->lock);
-    return s;
-}
-
-static void *run(void *arg)
+static void *housekeeper_main(void *arg)
 {
     struct th_deliverer *d = arg;
     struct th_store *st = NULL;
     char err[256] = "";
-    int64_t next_housekeeping = 0;
+    int64_t last_prune = 0;
+    uint64_t gen = 0;
 
     if (th_store_open(d->cfg->state_dir, TH_STORE_READWRITE, &st, err, sizeof(err)) != TH_OK) {
-        th_log(TH_LOG_ERROR, "deliver", "cannot open the store: %s", err);
+        th_log(TH_LOG_ERROR, "store", "housekeeping cannot open the store: %s", err);
+        atomic_store(&d->status->store_writable, false);
         return NULL;
     }
-    while (!stopping(d)) {
-        if (th_clock_now_ms() >= next_housekeeping) {
-            housekeeping(d, st);
-            next_housekeeping = th_clock_now_ms() + HOUSEKEEPING_MS;
+    while (!stopping(d, &gen)) {
+        housekeeping(d, st, &last_prune);
+        int64_t until = th_clock_now_ms() + HOUSEKEEPING_MS;
+        /* Notifies wake this thread too; sleep on until the period is over. */
+        while (th_clock_now_ms() < until && !stopping(d, &gen)) {
+            sleep_until(d, until, gen);
         }
-        drain(d, st);
-        wait_for_work(d, st, next_housekeeping);
     }
     th_store_free(st);
     return NULL;
 }
 
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+enum th_err th_deliverer_new(const struct th_config *cfg, struct th_deliver_status *status,
+                             struct th_deliverer **out, char *err, size_t errlen)
+{
+    struct th_deliverer *d = th_xcalloc(1, sizeof(*d));
+    size_t nlanes = 0;
+    (void)err;
+    (void)errlen;
+    d->cfg = cfg;
+    d->status = status;
+    atomic_store(&d->abort_at_ms, INT64_MAX);
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->wake, NULL);
+    d->dests = th_xcalloc(cfg->ndestinations, sizeof(*d->dests));
+    for (size_t i = 0; i < cfg->ndestinations; i++) {
+        struct dest_state *ds = &d->dests[i];
+        ds->cfg = &cfg->destinations[i];
+        ds->ops = th_dest_ops_for(ds->cfg->type);
+        pthread_mutex_init(&ds->lock, NULL);
+        th_ratelimit_init(&ds->rl, ds->cfg->rate_per_minute, ds->cfg->burst, th_clock_mono_ms());
+        nlanes += ds->cfg->concurrency < 1 ? 1 : (size_t)ds->cfg->concurrency;
+        d->ndests++;
+    }
+    d->lanes = th_xcalloc(nlanes, sizeof(*d->lanes));
+    for (size_t i = 0; i < d->ndests; i++) {
+        int n = d->dests[i].cfg->concurrency < 1 ? 1 : d->dests[i].cfg->concurrency;
+        for (int k = 0; k < n && k < MAX_LANES; k++) {
+            d->lanes[d->nlanes].d = d;
+            d->lanes[d->nlanes].ds = &d->dests[i];
+            d->nlanes++;
+        }
+    }
+    *out = d;
+    return TH_OK;
+}
+
 enum th_err th_deliverer_start(struct th_deliverer *d)
 {
-    if (pthread_create(&d->thread, NULL, run, d) != 0) {
+    for (size_t i = 0; i < d->nlanes; i++) {
+        if (pthread_create(&d->lanes[i].thread, NULL, lane_main, &d->lanes[i]) != 0) {
+            return TH_ENOMEM;
+        }
+        d->lanes[i].started = true;
+    }
+    if (pthread_create(&d->housekeeper, NULL, housekeeper_main, d) != 0) {
         return TH_ENOMEM;
     }
-    d->started = true;
+    d->housekeeper_started = true;
     return TH_OK;
 }
 
 void th_deliverer_notify(struct th_deliverer *d)
 {
     pthread_mutex_lock(&d->lock);
-    d->notified = true;
-    pthread_cond_signal(&d->wake);
+    d->generation++;
+    pthread_cond_broadcast(&d->wake);
     pthread_mutex_unlock(&d->lock);
 }
 
 void th_deliverer_stop(struct th_deliverer *d, int64_t grace_ms)
 {
-    (void)grace_ms; /* console sends never block; network destinations bound their own time */
-    if (d == NULL || !d->started) {
+    if (d == NULL) {
         return;
     }
+    atomic_store(&d->abort_at_ms, th_clock_mono_ms() + grace_ms);
     pthread_mutex_lock(&d->lock);
     d->stopping = true;
-    pthread_cond_signal(&d->wake);
+    pthread_cond_broadcast(&d->wake);
     pthread_mutex_unlock(&d->lock);
-    pthread_join(d->thread, NULL);
-    d->started = false;
+    for (size_t i = 0; i < d->nlanes; i++) {
+        if (d->lanes[i].started) {
+            pthread_join(d->lanes[i].thread, NULL);
+            d->lanes[i].started = false;
+        }
+    }
+    if (d->housekeeper_started) {
+        pthread_join(d->housekeeper, NULL);
+        d->housekeeper_started = false;
+    }
 }
 
 void th_deliverer_free(struct th_deliverer *d)
@@ -283,10 +436,11 @@ void th_deliverer_free(struct th_deliverer *d)
         return;
     }
     for (size_t i = 0; i < d->ndests; i++) {
-        d->dests[i].ops->cleanup(&d->dests[i]);
+        pthread_mutex_destroy(&d->dests[i].lock);
     }
     pthread_mutex_destroy(&d->lock);
     pthread_cond_destroy(&d->wake);
+    free(d->lanes);
     free(d->dests);
     free(d);
 }

@@ -109,5 +109,9 @@ void th_engine_eval(struct th_engine_run *run, const json_t *event, int64_t now_
             out->spec = spec;
             out->result = res;
         }
+        if (res.verdict == TH_RULE_NOMATCH && out->resolves == NULL &&
+            spec->rule->resolves != NULL && spec->rule->resolves(event)) {
+            out->resolves = spec;
+        }
     }
 }

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* hash.c -- SHA-256 (FIPS 180-4), hex, constant-time comparison and kernel randomness. */
+/*
+ * hash.c -- SHA-256 (FIPS 180-4), HMAC-SHA256 (RFC 2104), hex, constant-time comparison and
+ * kernel randomness.
+ */
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -115,6 +118,37 @@ void th_sha256(const void *data, size_t len, unsigned char out[TH_SHA256_LEN])
     struct th_sha256 ctx;
     th_sha256_init(&ctx);
     th_sha256_update(&ctx, data, len);
+    th_sha256_final(&ctx, out);
+}
+
+void th_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                    unsigned char out[TH_SHA256_LEN])
+{
+    unsigned char block[64] = {0};
+    unsigned char pad[64];
+    unsigned char inner[TH_SHA256_LEN];
+    struct th_sha256 ctx;
+
+    /* RFC 2104: a key longer than the block is replaced by its digest, a shorter one is
+     * zero-padded to the block. */
+    if (keylen > sizeof(block)) {
+        th_sha256(key, keylen, block);
+    } else if (keylen > 0) {
+        memcpy(block, key, keylen);
+    }
+    for (size_t i = 0; i < sizeof(pad); i++) {
+        pad[i] = (unsigned char)(block[i] ^ 0x36);
+    }
+    th_sha256_init(&ctx);
+    th_sha256_update(&ctx, pad, sizeof(pad));
+    th_sha256_update(&ctx, data, len);
+    th_sha256_final(&ctx, inner);
+    for (size_t i = 0; i < sizeof(pad); i++) {
+        pad[i] = (unsigned char)(block[i] ^ 0x5c);
+    }
+    th_sha256_init(&ctx);
+    th_sha256_update(&ctx, pad, sizeof(pad));
+    th_sha256_update(&ctx, inner, sizeof(inner));
     th_sha256_final(&ctx, out);
 }
 

@@ -17,7 +17,9 @@ struct work {
     struct th_store_match *matches;
     struct th_store_rule_error *errors;
     struct th_store_learned_account *accounts;
-    size_t nmatches, nerrors, naccounts;
+    struct th_store_resolution *resolutions;
+    size_t nmatches, nerrors, naccounts, nresolutions;
+    char **resolution_keys;
     char **keys;              /* dedup keys of matches */
     json_t **docs;            /* alert documents of matches */
     const char **alert_dests; /* destination names per severity, flattened */
@@ -75,6 +77,8 @@ static void work_init(struct work *w, const struct th_config *cfg, size_t nrecor
     w->matches = th_xcalloc(nrecords, sizeof(*w->matches));
     w->errors = th_xcalloc(nrecords, sizeof(*w->errors));
     w->accounts = th_xcalloc(nrecords, sizeof(*w->accounts));
+    w->resolutions = th_xcalloc(nrecords, sizeof(*w->resolutions));
+    w->resolution_keys = th_xcalloc(nrecords, sizeof(*w->resolution_keys));
     w->keys = th_xcalloc(nrecords, sizeof(*w->keys));
     w->docs = th_xcalloc(nrecords, sizeof(*w->docs));
     w->account_ids = th_xcalloc(nrecords, sizeof(*w->account_ids));
@@ -90,6 +94,11 @@ static void work_cleanup(struct work *w)
         free(w->keys[i]);
         json_decref(w->docs[i]);
     }
+    for (size_t i = 0; i < w->nresolutions; i++) {
+        free(w->resolution_keys[i]);
+    }
+    free(w->resolutions);
+    free(w->resolution_keys);
     free(w->matches);
     free(w->errors);
     free(w->accounts);
@@ -122,6 +131,23 @@ static void add_match(struct work *w, const json_t *event, const struct th_engin
         .doc = w->docs[i],
         .destinations = dests,
         .ndestinations = ndests,
+    };
+}
+
+/* Resolution needs the per-image key: with `dedup: rule` one alert stands for every image. */
+static void add_resolution(struct work *w, const json_t *event, const struct th_spec *spec,
+                           int64_t now)
+{
+    if (w->cfg->dedup != TH_DEDUP_IMAGE) {
+        return;
+    }
+    size_t i = w->nresolutions++;
+    w->resolution_keys[i] = th_alert_dedup_key(spec, w->cfg->dedup, event);
+    w->resolutions[i] = (struct th_store_resolution){
+        .rule_id = spec->rule_id,
+        .dedup_key = w->resolution_keys[i],
+        .event_id = th_event_id(event),
+        .event_time_ms = th_rule_event_time(event, now),
     };
 }
 
@@ -164,20 +190,21 @@ static json_t *accepted_body(const struct th_input *in, const struct work *w,
         }
     }
     json_decref(seen);
-    return json_pack("{s:I, s:I, s:o, s:I, s:I}", "accepted", (json_int_t)in->nrecords, "matched",
-                     (json_int_t)w->nmatches, "alerts", ids, "duplicates", (json_int_t)duplicates,
-                     "rule_errors", (json_int_t)w->nerrors);
+    return json_pack("{s:I, s:I, s:o, s:I, s:I, s:I}", "accepted", (json_int_t)in->nrecords,
+                     "matched", (json_int_t)w->nmatches, "alerts", ids, "duplicates",
+                     (json_int_t)duplicates, "rule_errors", (json_int_t)w->nerrors, "resolving",
+                     (json_int_t)w->nresolutions);
 }
 
 static void commit(struct th_store *st, const struct th_input *in, struct work *w,
                    struct th_ingest_result *out)
 {
-    struct th_store_batch batch = {w->matches, w->nmatches, w->errors,
-                                   w->nerrors, w->accounts, w->naccounts};
+    struct th_store_batch batch = {w->matches,  w->nmatches,  w->errors,      w->nerrors,
+                                   w->accounts, w->naccounts, w->resolutions, w->nresolutions};
     struct th_store_match_result *res = th_xcalloc(w->nmatches + 1, sizeof(*res));
     enum th_err rc = TH_OK;
 
-    if (w->nmatches + w->nerrors + w->naccounts > 0) {
+    if (w->nmatches + w->nerrors + w->naccounts + w->nresolutions > 0) {
         rc = th_store_apply(st, &batch, th_clock_now_ms(), res);
     }
     if (rc != TH_OK) {
@@ -189,7 +216,8 @@ static void commit(struct th_store *st, const struct th_input *in, struct work *
         for (size_t i = 0; i < w->nmatches; i++) {
             out->new_alerts = out->new_alerts || res[i].new_alert;
         }
-        out->new_alerts = out->new_alerts || w->nerrors > 0;
+        /* Rule errors and resolutions may have made outbox rows too. */
+        out->new_alerts = out->new_alerts || w->nerrors > 0 || w->nresolutions > 0;
         answer(out, 202, accepted_body(in, w, res));
     }
     free(res);
@@ -218,6 +246,8 @@ static void evaluate(const struct th_config *cfg, const struct th_spec_set *spec
             add_match(&w, in->records[i].event, &rec, now);
         } else if (rec.verdict == TH_RULE_ERROR) {
             add_rule_error(&w, in->records[i].event, &rec);
+        } else if (rec.resolves != NULL) {
+            add_resolution(&w, in->records[i].event, rec.resolves, now);
         }
     }
     out->accepted = in->nrecords;

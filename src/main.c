@@ -13,6 +13,8 @@ static const char usage[] =
     "       trailhook eval [FILE...|-]          evaluate CloudTrail events offline\n"
     "       trailhook accounts add ID [--days N] | list | remove ID\n"
     "                                           manage the new-account set\n"
+    "       trailhook outbox list [--dead|--pending] [--destination NAME] | retry ID | drop ID\n"
+    "                                           see and act on deliveries and dead letters\n"
     "       trailhook healthcheck [URL]         exit 0 when /healthz answers 200\n"
     "       trailhook --version | --help\n";
 
@@ -42,6 +44,18 @@ static bool option_value(int argc, char **argv, int *i, const char *name, const 
     return false;
 }
 
+/* Options that belong to a subcommand and are passed on to it. */
+static bool command_option(const char *arg)
+{
+    static const char *const passed[] = {"-", "--days", "--dead", "--pending", "--destination"};
+    for (size_t i = 0; i < sizeof(passed) / sizeof(passed[0]); i++) {
+        if (strcmp(arg, passed[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool global_option(int argc, char **argv, int *i, struct cli *cli)
 {
     if (strcmp(argv[*i], "--insecure-no-auth") == 0) {
@@ -64,8 +78,7 @@ static bool parse(int argc, char **argv, struct cli *cli)
         }
         if (cli->command == NULL && argv[i][0] != '-') {
             cli->command = argv[i];
-        } else if (cli->command != NULL && (argv[i][0] != '-' || strcmp(argv[i], "-") == 0 ||
-                                            strcmp(argv[i], "--days") == 0)) {
+        } else if (cli->command != NULL && (argv[i][0] != '-' || command_option(argv[i]))) {
             cli->args[cli->nargs++] = argv[i];
         } else {
             fprintf(stderr, "trailhook: unknown option '%s'\n%s", argv[i], usage);
@@ -96,6 +109,8 @@ static int run(struct cli *cli)
         status = th_cmd_eval(&cfg, &specs, cli->nargs, cli->args, stdout);
     } else if (strcmp(cli->command, "accounts") == 0) {
         status = th_cmd_accounts(&cfg, cli->nargs, cli->args, stdout);
+    } else if (strcmp(cli->command, "outbox") == 0) {
+        status = th_cmd_outbox(&cfg, cli->nargs, cli->args, stdout);
     } else if (strcmp(cli->command, "healthcheck") == 0 && cli->nargs <= 1) {
         status = th_cmd_healthcheck(&cfg, cli->nargs == 1 ? cli->args[0] : NULL);
     } else {

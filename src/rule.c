@@ -14,7 +14,7 @@
 #define AMI_PUBLIC_ID "AWS.CloudTrail.AMIModifiedForPublicAccess"
 
 static const struct th_rule_def rules[] = {
-    {AMI_PUBLIC_ID, th_rule_ami_public_eval},
+    {AMI_PUBLIC_ID, th_rule_ami_public_eval, th_rule_ami_public_resolves},
 };
 
 const struct th_rule_def *th_rule_find(const char *id)
@@ -142,6 +142,44 @@ void th_rule_ami_public_eval(const json_t *event, th_rule_account_cb accounts, v
             return;
         }
     }
+}
+
+static bool removes_group_all(const json_t *event)
+{
+    const json_t *items =
+        th_event_get_path(event, "requestParameters.launchPermission.remove.items");
+    size_t i;
+    const json_t *item;
+    json_array_foreach(items, i, item)
+    {
+        const char *group = th_event_get_string(item, "group");
+        if (group != NULL && strcmp(group, "all") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool resets_launch_permission(const json_t *event)
+{
+    const json_t *params = th_event_get(event, "requestParameters");
+    const char *attr = th_event_get_string(params, "attribute");
+    if (attr == NULL) {
+        attr = th_event_get_string(params, "attributeType");
+    }
+    return attr != NULL && strcmp(attr, "launchPermission") == 0;
+}
+
+bool th_rule_ami_public_resolves(const json_t *event)
+{
+    const char *name = th_event_get_string(event, "eventName");
+    if (name == NULL || !cloudtrail_success(event)) {
+        return false;
+    }
+    if (strcmp(name, "ModifyImageAttribute") == 0) {
+        return removes_group_all(event);
+    }
+    return strcmp(name, "ResetImageAttribute") == 0 && resets_launch_permission(event);
 }
 
 json_t *th_rule_context(const json_t *event)

@@ -398,6 +398,16 @@ static void test_secret_never_in_errors(void **state)
         "destinations:\n  - {type: pagerduty, secret: " SECRET ", min_severity: Urgent}\n",
         "destinations:\n  - {type: slack, url: 'https://" SECRET "', url_file: /x}\n",
         "slack_webhook_url: https://" SECRET "\nslack_webhook_url_file: /x\n",
+        "destinations:\n  - {type: webhook, url: 'http://x/', hmac_secret: " SECRET
+        ", hmac_secret_file: /x}\n",
+        "destinations:\n  - {type: slack, url: 'https://h/', hmac_secret: " SECRET "}\n",
+        "destinations:\n  - {type: webhook, url: 'http://x/', hmac_secret: [" SECRET "]}\n",
+        "destinations:\n  - {type: webhook, url: 'http://x/', hmac_secret: {" SECRET ": 1}}\n",
+        "destinations:\n  - {type: webhook, url: 'http://x/', hmac_secret: " SECRET
+        ", timeout_ms: 1}\n",
+        "destinations:\n  - {type: webhook, hmac_secret: " SECRET "}\n",
+        "destinations:\n  - {type: webhook, url: 'http://x/', hmac_secret: " SECRET
+        ", secret_header: 'a b'}\n",
     };
     const char *const env_sets[][3] = {
         {"TRAILHOOK_API_KEYS=" SECRET, "TRAILHOOK_API_KEYS_FILE=/x", NULL},
@@ -479,6 +489,175 @@ static void test_destinations_list(void **state)
     assert_string_equal(cfg.destinations[4].url, "https://hooks.slack.com/c");
     th_config_cleanup(&cfg);
     unlink(path);
+}
+
+static void assert_dest_defaults(const struct th_config_dest *d, double rate, int burst)
+{
+    assert_string_equal(d->secret_header, "X-Trailhook-Secret");
+    assert_null(d->hmac_secret);
+    assert_int_equal(d->concurrency, 1);
+    assert_true(d->rate_per_minute == rate);
+    assert_int_equal(d->burst, burst);
+    assert_int_equal(d->max_age_seconds, 86400);
+    assert_int_equal(d->connect_timeout_ms, 3000);
+    assert_int_equal(d->timeout_ms, 10000);
+}
+
+static void test_destination_defaults_per_type(void **state)
+{
+    const char *const vars[] = {"TRAILHOOK_SLACK_WEBHOOK_URL=https://hooks.slack.com/services/x",
+                                "TRAILHOOK_PAGERDUTY_ROUTING_KEY=R0UTE", NULL};
+    struct th_config cfg;
+    char path[64];
+    char err[512] = "";
+
+    (void)state;
+    write_tmp(path, "destinations:\n"
+                    "  - {type: console}\n"
+                    "  - {type: slack, url: 'https://hooks.slack.com/a'}\n"
+                    "  - {type: pagerduty, secret: key}\n"
+                    "  - {type: webhook, url: 'http://siem/x'}\n");
+    if (load(path, vars, &cfg, err, sizeof(err)) != TH_OK) {
+        fail_msg("%s", err);
+    }
+    assert_int_equal(cfg.ndestinations, 6);
+    assert_dest_defaults(&cfg.destinations[0], 0, 10);
+    assert_dest_defaults(&cfg.destinations[1], 60, 3);
+    assert_dest_defaults(&cfg.destinations[2], 120, 10);
+    assert_dest_defaults(&cfg.destinations[3], 600, 10);
+    /* The quick paths get their type's defaults too. */
+    assert_int_equal(cfg.destinations[4].type, TH_DEST_SLACK);
+    assert_dest_defaults(&cfg.destinations[4], 60, 3);
+    assert_int_equal(cfg.destinations[5].type, TH_DEST_PAGERDUTY);
+    assert_dest_defaults(&cfg.destinations[5], 120, 10);
+    th_config_cleanup(&cfg);
+    unlink(path);
+
+    /* And so does the console fallback. */
+    assert_int_equal(load(NULL, no_vars, &cfg, err, sizeof(err)), TH_OK);
+    assert_console_only(&cfg);
+    assert_dest_defaults(&cfg.destinations[0], 0, 10);
+    th_config_cleanup(&cfg);
+}
+
+static void test_destination_limits_and_webhook_keys(void **state)
+{
+    struct th_config cfg;
+    char path[64];
+    char key_path[64];
+    char text[1024];
+    char err[512] = "";
+    const struct th_config_dest *d = NULL;
+
+    (void)state;
+    write_tmp(key_path, SECRET "\n");
+    snprintf(text, sizeof(text),
+             "destinations:\n"
+             "  - type: webhook\n"
+             "    url: http://siem/x\n"
+             "    secret: token\n"
+             "    hmac_secret: " SECRET "\n"
+             "    secret_header: X-Siem-Token\n"
+             "    concurrency: 16\n"
+             "    rate_per_minute: 0.5\n"
+             "    burst: 1000\n"
+             "    max_age_seconds: 60\n"
+             "    connect_timeout_ms: 100\n"
+             "    timeout_ms: 300000\n"
+             "  - {type: webhook, url: 'http://b/', hmac_secret_file: %s, rate_per_minute: 0}\n"
+             "  - {type: slack, url: 'https://hooks.slack.com/a', rate_per_minute: '90',\n"
+             "     concurrency: 1, burst: 1, max_age_seconds: 31622400, timeout_ms: 100}\n"
+             "  - {type: console, concurrency: , rate_per_minute: ~}\n",
+             key_path);
+    write_tmp(path, text);
+    if (load(path, no_vars, &cfg, err, sizeof(err)) != TH_OK) {
+        fail_msg("%s", err);
+    }
+    assert_int_equal(cfg.ndestinations, 4);
+    d = &cfg.destinations[0];
+    assert_string_equal(d->hmac_secret, SECRET);
+    assert_string_equal(d->secret_header, "X-Siem-Token");
+    assert_string_equal(d->secret, "token");
+    assert_int_equal(d->concurrency, 16);
+    assert_true(d->rate_per_minute == 0.5);
+    assert_int_equal(d->burst, 1000);
+    assert_int_equal(d->max_age_seconds, 60);
+    assert_int_equal(d->connect_timeout_ms, 100);
+    assert_int_equal(d->timeout_ms, 300000);
+    d = &cfg.destinations[1];
+    assert_string_equal(d->hmac_secret, SECRET); /* the file's, newline dropped */
+    assert_string_equal(d->secret_header, "X-Trailhook-Secret");
+    assert_true(d->rate_per_minute == 0);
+    assert_int_equal(d->burst, 10);
+    d = &cfg.destinations[2];
+    assert_true(d->rate_per_minute == 90);
+    assert_int_equal(d->concurrency, 1);
+    assert_int_equal(d->burst, 1);
+    assert_int_equal(d->max_age_seconds, 31622400);
+    assert_int_equal(d->timeout_ms, 100);
+    assert_int_equal(d->connect_timeout_ms, 3000);
+    /* Empty values keep the defaults, as everywhere in the file. */
+    assert_dest_defaults(&cfg.destinations[3], 0, 10);
+    th_config_cleanup(&cfg);
+    unlink(path);
+    unlink(key_path);
+}
+
+static void test_destination_limit_errors(void **state)
+{
+    static const struct {
+        const char *entry; /* one flow mapping, on line 2 of the file */
+        const char *want;  /* follows "FILE:2: destination 1: " */
+    } cases[] = {
+        {"{type: console, concurrency: 0}",
+         "concurrency must be a whole number from 1 to 16 (got '0')"},
+        {"{type: console, concurrency: 17}", "concurrency must be a whole number from 1 to 16"},
+        {"{type: console, concurrency: [1, 2]}", "concurrency must be a single value, not a list"},
+        {"{type: console, rate_per_minute: -1}",
+         "rate_per_minute must be a number of 0 or more, like 30 or 0.5; 0 is unlimited (got "
+         "'-1')"},
+        {"{type: console, rate_per_minute: fast}", "rate_per_minute must be a number of 0 or more"},
+        {"{type: console, rate_per_minute: 1e3}", "rate_per_minute must be a number of 0 or more"},
+        {"{type: console, rate_per_minute: '.5'}", "rate_per_minute must be a number of 0 or more"},
+        {"{type: console, burst: 0}", "burst must be a whole number from 1 to 1000 (got '0')"},
+        {"{type: console, burst: 1001}", "burst must be a whole number from 1 to 1000"},
+        {"{type: console, max_age_seconds: 59}",
+         "max_age_seconds must be a whole number from 60 to 31622400 (got '59')"},
+        {"{type: console, connect_timeout_ms: 99}",
+         "connect_timeout_ms must be a whole number from 100 to 60000 (got '99')"},
+        {"{type: console, connect_timeout_ms: 60001}",
+         "connect_timeout_ms must be a whole number from 100 to 60000"},
+        {"{type: console, timeout_ms: 300001}",
+         "timeout_ms must be a whole number from 100 to 300000 (got '300001')"},
+        {"{type: console, timeout_ms: 5s}", "timeout_ms must be a whole number from 100 to 300000"},
+        {"{type: webhook, url: 'http://x/', secret_header: 'X Token'}",
+         "secret_header must be an HTTP header name (got 'X Token')"},
+        {"{type: webhook, url: 'http://x/', secret_header: ''}",
+         "secret_header must be an HTTP header name"},
+        {"{type: pagerduty, secret: k, secret_header: X-Token}",
+         "secret_header applies to webhook destinations only"},
+        {"{type: slack, url: 'https://h/', hmac_secret: k}",
+         "hmac_secret applies to webhook destinations only"},
+        {"{type: webhook, url: 'http://x/', hmac_secret: ''}", "hmac_secret must not be empty"},
+        {"{type: webhook, url: 'http://x/', hmac_secret: k, hmac_secret_file: /x}",
+         "set hmac_secret or hmac_secret_file, not both"},
+        {"{type: webhook, url: 'http://x/', hmac_secret_file: /nonexistent/k}",
+         "hmac_secret_file: cannot read /nonexistent/k"},
+    };
+    char path[64];
+    char text[256];
+    char err[512];
+    char want[400];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(text, sizeof(text), "destinations:\n  - %s\n", cases[i].entry);
+        load_text_err(text, no_vars, err, sizeof(err), path);
+        snprintf(want, sizeof(want), "%s:2: destination 1: %s", path, cases[i].want);
+        if (strncmp(err, want, strlen(want)) != 0) {
+            fail_msg("case %zu: got \"%s\", want \"%s...\"", i, err, want);
+        }
+    }
 }
 
 static void test_destination_errors(void **state)
@@ -573,6 +752,9 @@ int main(void)
         cmocka_unit_test(test_secret_never_in_errors),
         cmocka_unit_test(test_quick_paths_make_destinations),
         cmocka_unit_test(test_destinations_list),
+        cmocka_unit_test(test_destination_defaults_per_type),
+        cmocka_unit_test(test_destination_limits_and_webhook_keys),
+        cmocka_unit_test(test_destination_limit_errors),
         cmocka_unit_test(test_destination_errors),
         cmocka_unit_test(test_cross_checks),
         cmocka_unit_test(test_split_addr),

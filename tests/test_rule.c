@@ -331,6 +331,31 @@ static void strings_holding_nul_never_pass_for_their_prefix(void **state)
                      TH_RULE_NOMATCH);
 }
 
+static void making_the_image_private_again_resolves(void **state)
+{
+    json_t *rm = event_with("{\"imageId\":\"ami-1111\",\"launchPermission\":{\"remove\":"
+                            "{\"items\":[{\"userId\":\"1\"},{\"Group\":\"all\"}]}}}",
+                            "");
+    json_t *reset = event_with("{\"imageId\":\"ami-1111\",\"attribute\":\"launchPermission\"}", "");
+    json_t *add = event_with(ADD("[{\"group\":\"all\"}]"), "");
+    json_t *failed = event_with("{\"launchPermission\":{\"remove\":{\"items\":"
+                                "[{\"group\":\"all\"}]}}}",
+                                "\"errorCode\":\"AccessDenied\"");
+    (void)state;
+    json_object_set_new(reset, "eventName", json_string("ResetImageAttribute"));
+    assert_true(th_rule_ami_public_resolves(rm));
+    assert_true(th_rule_ami_public_resolves(reset));
+    assert_false(th_rule_ami_public_resolves(add));
+    assert_false(th_rule_ami_public_resolves(failed));
+    json_object_set_new(json_object_get(reset, "requestParameters"), "attribute",
+                        json_string("description"));
+    assert_false(th_rule_ami_public_resolves(reset));
+    json_decref(rm);
+    json_decref(reset);
+    json_decref(add);
+    json_decref(failed);
+}
+
 static void rule_registry_names_the_compiled_rule(void **state)
 {
     (void)state;
@@ -361,6 +386,7 @@ int main(void)
         cmocka_unit_test(summary_attributes_follow_the_spec),
         cmocka_unit_test(created_account_from_object_or_string),
         cmocka_unit_test(strings_holding_nul_never_pass_for_their_prefix),
+        cmocka_unit_test(making_the_image_private_again_resolves),
         cmocka_unit_test(rule_registry_names_the_compiled_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -621,11 +621,11 @@ static void test_outbox_due_retry_done(void **state)
     assert_int_equal(th_store_outbox_retry(fx->st, slack_id, T0 + 5000, "HTTP 503", T0), TH_OK);
     assert_int_equal(th_store_outbox_due(fx->st, "slack", T0 + 4999, rows, 4, &n), TH_OK);
     assert_int_equal(n, 0);
-    assert_int_equal(th_store_outbox_next_due(fx->st, &next), TH_OK);
+    assert_int_equal(th_store_outbox_next_due(fx->st, NULL, &next), TH_OK);
     assert_int_equal(next, T0); /* pagerduty's row is still due now */
     assert_int_equal(th_store_outbox_due(fx->st, "pagerduty", T0, rows, 4, &n), TH_OK);
     assert_int_equal(th_store_outbox_done(fx->st, rows[0].id, T0), TH_OK);
-    assert_int_equal(th_store_outbox_next_due(fx->st, &next), TH_OK);
+    assert_int_equal(th_store_outbox_next_due(fx->st, NULL, &next), TH_OK);
     assert_int_equal(next, T0 + 5000);
 
     assert_int_equal(th_store_outbox_due(fx->st, "slack", T0 + 5000, rows, 4, &n), TH_OK);
@@ -636,7 +636,7 @@ static void test_outbox_due_retry_done(void **state)
     assert_int_equal(th_store_outbox_due(fx->st, "slack", T0 + DAY, rows, 4, &n), TH_OK);
     assert_int_equal(n, 0);
     assert_int_equal(pending(fx->st, NULL), 0);
-    assert_int_equal(th_store_outbox_next_due(fx->st, &next), TH_OK);
+    assert_int_equal(th_store_outbox_next_due(fx->st, NULL, &next), TH_OK);
     assert_int_equal(next, INT64_MAX);
     assert_int_equal(th_store_outbox_done(fx->st, 424242, T0), TH_ENOTFOUND);
     assert_int_equal(th_store_outbox_retry(fx->st, 424242, T0, "x", T0), TH_ENOTFOUND);
@@ -894,6 +894,629 @@ static void test_prune_drops_week_old_deliveries_only(void **state)
     assert_int_equal(recent_alerts(fx->st), 1);
 }
 
+/* ---- resolutions ------------------------------------------------------------------------ */
+
+/* Applies one resolution of @p key at @p now_ms (event time one minute before). */
+static void resolve(struct th_store *st, const char *key, const char *event_id, int64_t now_ms)
+{
+    struct th_store_resolution r = {
+        .rule_id = RULE, .dedup_key = key, .event_id = event_id, .event_time_ms = now_ms};
+    struct th_store_batch b = {.resolutions = &r, .nresolutions = 1};
+
+    assert_int_equal(th_store_apply(st, &b, now_ms, NULL), TH_OK);
+}
+
+/* Outbox rows of @p kind for @p ref, in any state. */
+static int64_t rows_of(const struct fx *fx, const char *dest, enum th_outbox_kind kind,
+                       const char *ref)
+{
+    char sql[256];
+
+    snprintf(sql, sizeof(sql),
+             "SELECT COUNT(*) FROM outbox WHERE destination = '%s' AND kind = %d AND ref = '%s'",
+             dest, (int)kind, ref);
+    return raw_count(fx, sql);
+}
+
+static void assert_status(struct th_store *st, const char *id, const char *status)
+{
+    json_t *a = NULL;
+
+    assert_int_equal(th_store_alert_get(st, id, &a), TH_OK);
+    assert_json_str(a, "status", status);
+    json_decref(a);
+}
+
+static void test_resolution_resolves_alert_and_tells_its_destinations(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result first = hit(fx->st, "k1", "ev-1", T0);
+    struct th_store_match_result other = hit(fx->st, "k2", "ev-2", T0);
+    struct th_outbox_row rows[4];
+    size_t n = 0;
+    json_t *a = NULL;
+
+    /* Whatever became of the ALERT rows, both destinations must hear of the resolution. */
+    assert_int_equal(th_store_outbox_due(fx->st, "slack", T0, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(th_store_outbox_done(fx->st, rows[0].id, T0), TH_OK);
+    assert_int_equal(th_store_outbox_due(fx->st, "pagerduty", T0, rows, 4, &n), TH_OK);
+    assert_int_equal(th_store_outbox_dead(fx->st, rows[0].id, "400 invalid", T0), TH_OK);
+
+    resolve(fx->st, "k1", "rev-1", T0 + 10 * MINUTE);
+    assert_int_equal(th_store_alert_get(fx->st, first.alert_id, &a), TH_OK);
+    assert_json_str(a, "status", "resolved");
+    assert_json_time(a, "resolved_at", T0 + 10 * MINUTE); /* the revoking event's time */
+    assert_json_time(a, "updated_at", T0 + 10 * MINUTE);
+    assert_int_equal(json_integer_value(json_object_get(a, "event_count")), 1);
+    json_decref(a);
+    assert_int_equal(th_store_alert_get(fx->st, other.alert_id, &a), TH_OK);
+    assert_json_str(a, "status", "open");
+    assert_null(json_object_get(a, "resolved_at"));
+    json_decref(a);
+
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(rows_of(fx, two_dests[i], TH_OUTBOX_RESOLVE, first.alert_id), 1);
+        assert_int_equal(rows_of(fx, two_dests[i], TH_OUTBOX_RESOLVE, other.alert_id), 0);
+    }
+    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox WHERE kind = 2"), 2);
+    assert_int_equal(pending(fx->st, "webhook"), 0);
+    /* Due now, and behind slack's still pending ALERT row of the other alert. */
+    assert_int_equal(th_store_outbox_due(fx->st, "slack", T0 + 10 * MINUTE, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[0].kind, TH_OUTBOX_ALERT);
+    assert_string_equal(rows[0].ref, other.alert_id);
+    assert_int_equal(rows[1].kind, TH_OUTBOX_RESOLVE);
+    assert_string_equal(rows[1].ref, first.alert_id);
+    assert_int_equal(rows[1].next_attempt_ms, T0 + 10 * MINUTE);
+    assert_int_equal(rows[1].attempts, 0);
+}
+
+static void test_resolution_goes_only_where_the_alert_went(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match m = match_of("k1", "ev-1", T0, NULL);
+    struct th_store_match_result res;
+    struct th_outbox_row rows[4];
+    size_t n = 0;
+
+    m.destinations = webhook_only;
+    m.ndestinations = 1;
+    assert_int_equal(apply_one(fx->st, &m, T0, &res), TH_OK);
+    resolve(fx->st, "k1", "rev-1", T0 + MINUTE);
+    assert_int_equal(pending(fx->st, "slack"), 0);
+    assert_int_equal(pending(fx->st, "pagerduty"), 0);
+    /* The ALERT row is still pending: the resolution waits until it is delivered. */
+    assert_int_equal(th_store_outbox_due(fx->st, "webhook", T0 + MINUTE, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].kind, TH_OUTBOX_ALERT);
+    assert_int_equal(th_store_outbox_done(fx->st, rows[0].id, T0 + MINUTE), TH_OK);
+    assert_int_equal(th_store_outbox_due(fx->st, "webhook", T0 + MINUTE, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].kind, TH_OUTBOX_RESOLVE);
+    assert_string_equal(rows[0].ref, res.alert_id);
+}
+
+static void test_resolve_waits_for_a_trigger_in_backoff(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match m = match_of("k1", "ev-1", T0, NULL);
+    struct th_store_match_result res;
+    struct th_outbox_row rows[4];
+    size_t n = 0;
+    int64_t next = 0;
+
+    m.destinations = webhook_only;
+    m.ndestinations = 1;
+    assert_int_equal(apply_one(fx->st, &m, T0, &res), TH_OK);
+    assert_int_equal(th_store_outbox_due(fx->st, "webhook", T0, rows, 4, &n), TH_OK);
+    /* The trigger failed and waits ten minutes; the resolution must not overtake it. */
+    assert_int_equal(th_store_outbox_retry(fx->st, rows[0].id, T0 + 10 * MINUTE, "HTTP 500", T0),
+                     TH_OK);
+    resolve(fx->st, "k1", "rev-1", T0 + MINUTE);
+    assert_int_equal(th_store_outbox_due(fx->st, "webhook", T0 + 2 * MINUTE, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(th_store_outbox_next_due(fx->st, "webhook", &next), TH_OK);
+    assert_int_equal(next, T0 + 10 * MINUTE);
+    /* A trigger that became a dead letter no longer holds the resolution back. */
+    assert_int_equal(th_store_outbox_due(fx->st, "webhook", T0 + 10 * MINUTE, rows, 4, &n), TH_OK);
+    assert_int_equal(th_store_outbox_dead(fx->st, rows[0].id, "HTTP 400", T0 + 10 * MINUTE), TH_OK);
+    assert_int_equal(th_store_outbox_due(fx->st, "webhook", T0 + 10 * MINUTE, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].kind, TH_OUTBOX_RESOLVE);
+}
+
+static void test_resolution_without_open_alert_does_nothing(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match m = match_of("k1", "ev-1", T0, NULL);
+    struct th_store_match_result res;
+
+    resolve(fx->st, "k1", "rev-1", T0);
+    assert_int_equal(recent_alerts(fx->st), 0);
+    assert_int_equal(pending(fx->st, NULL), 0);
+    /* Remembered, with no alert, so a retry of it is recognised. */
+    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM seen_events"
+                                   " WHERE event_id = 'resolve' || char(10) || 'rev-1'"
+                                   " AND alert_id IS NULL"),
+                     1);
+
+    /* A window still below its threshold is left alone. */
+    m.threshold = 2;
+    assert_int_equal(apply_one(fx->st, &m, T0 + 1, &res), TH_OK);
+    assert_string_equal(res.alert_id, "");
+    resolve(fx->st, "k1", "rev-2", T0 + 2);
+    m.event_id = "ev-2";
+    assert_int_equal(apply_one(fx->st, &m, T0 + 3, &res), TH_OK);
+    assert_true(res.new_alert);
+    assert_int_equal(alert_count(fx->st, res.alert_id), 2);
+    assert_status(fx->st, res.alert_id, "open");
+}
+
+static void test_event_after_resolution_opens_new_alert(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result first = hit(fx->st, "k1", "ev-1", T0);
+    struct th_store_match_result next;
+    char want[33];
+
+    resolve(fx->st, "k1", "rev-1", T0 + 5 * MINUTE);
+    /* Well inside the first window's hour, yet a new exposure: a new alert and a new page. */
+    next = hit(fx->st, "k1", "ev-2", T0 + 6 * MINUTE);
+    assert_true(next.new_alert);
+    assert_string_not_equal(next.alert_id, first.alert_id);
+    expected_id("k1", T0 + 6 * MINUTE, want);
+    assert_string_equal(next.alert_id, want);
+    assert_status(fx->st, next.alert_id, "open");
+    assert_status(fx->st, first.alert_id, "resolved");
+    assert_int_equal(alert_count(fx->st, first.alert_id), 1);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(rows_of(fx, two_dests[i], TH_OUTBOX_ALERT, next.alert_id), 1);
+    }
+    /* Its window runs from that event: later events count toward it. */
+    assert_string_equal(hit(fx->st, "k1", "ev-3", T0 + 65 * MINUTE).alert_id, next.alert_id);
+    assert_int_equal(alert_count(fx->st, next.alert_id), 2);
+}
+
+static void test_revocation_older_than_the_exposure_resolves_nothing(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result first = hit(fx->st, "k1", "ev-1", T0);
+    struct th_store_resolution r = {
+        .rule_id = RULE, .dedup_key = "k1", .event_id = "rev-old", .event_time_ms = T0 - MINUTE};
+    struct th_store_batch b = {.resolutions = &r, .nresolutions = 1};
+
+    /* A revocation delivered late: the image was made public again after it. */
+    assert_int_equal(th_store_apply(fx->st, &b, T0 + MINUTE, NULL), TH_OK);
+    assert_status(fx->st, first.alert_id, "open");
+    assert_int_equal(rows_of(fx, "slack", TH_OUTBOX_RESOLVE, first.alert_id), 0);
+}
+
+static void test_new_alert_in_the_resolving_millisecond_gets_new_id(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result first = hit(fx->st, "k1", "ev-1", T0);
+    struct th_store_match_result next;
+    char want[33];
+
+    resolve(fx->st, "k1", "rev-1", T0);
+    next = hit(fx->st, "k1", "ev-2", T0);
+    assert_true(next.new_alert);
+    assert_string_not_equal(next.alert_id, first.alert_id);
+    expected_id("k1", T0 + 1, want); /* the window starts a millisecond later */
+    assert_string_equal(next.alert_id, want);
+    assert_int_equal(recent_alerts(fx->st), 2);
+}
+
+static void test_repeated_resolution_event_id_does_nothing(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_resolution r[2] = {
+        {.rule_id = RULE, .dedup_key = "k1", .event_id = "rev-1", .event_time_ms = T0},
+        {.rule_id = RULE, .dedup_key = "k1", .event_id = "rev-1", .event_time_ms = T0},
+    };
+    struct th_store_batch b = {.resolutions = r, .nresolutions = 2};
+    struct th_store_match_result first = hit(fx->st, "k1", "ev-1", T0);
+    struct th_store_match_result second;
+
+    assert_int_equal(th_store_apply(fx->st, &b, T0 + MINUTE, NULL), TH_OK);
+    assert_status(fx->st, first.alert_id, "resolved");
+    second = hit(fx->st, "k1", "ev-2", T0 + 2 * MINUTE);
+    assert_true(second.new_alert);
+    /* The retried resolution must not take the new exposure's alert down. */
+    resolve(fx->st, "k1", "rev-1", T0 + 3 * MINUTE);
+    assert_status(fx->st, second.alert_id, "open");
+    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox WHERE kind = 2"), 2);
+    /* Without an event ID a resolution is never a duplicate. */
+    resolve(fx->st, "k1", NULL, T0 + 4 * MINUTE);
+    assert_status(fx->st, second.alert_id, "resolved");
+}
+
+/* Sample data reuses placeholder IDs ("..."): a revocation seen first must not make the
+ * exposure that carries the same ID a duplicate, nor the other way round. */
+static void test_match_and_resolution_ids_do_not_collide(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result res;
+
+    resolve(fx->st, "k1", "...", T0);
+    res = hit(fx->st, "k1", "...", T0 + 1);
+    assert_false(res.duplicate);
+    assert_true(res.new_alert);
+    resolve(fx->st, "k1", "...", T0 + 2); /* a retry of the first resolution: nothing */
+    assert_status(fx->st, res.alert_id, "open");
+    assert_true(hit(fx->st, "k1", "...", T0 + 3).duplicate);
+    resolve(fx->st, "k2", "ev-x", T0 + 4);
+    resolve(fx->st, "k1", "ev-x", T0 + 5); /* the same ID was a resolution of k2: skipped */
+    assert_status(fx->st, res.alert_id, "open");
+}
+
+static void test_resolution_in_same_batch_resolves_the_new_alert(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match m = match_of("k1", "ev-1", T0, NULL);
+    struct th_store_resolution r = {
+        .rule_id = RULE, .dedup_key = "k1", .event_id = "rev-1", .event_time_ms = T0 + 1};
+    struct th_store_batch b = {.matches = &m, .nmatches = 1, .resolutions = &r, .nresolutions = 1};
+    struct th_store_match_result res;
+    struct th_outbox_row rows[4];
+    size_t n = 0;
+
+    assert_int_equal(th_store_apply(fx->st, &b, T0, &res), TH_OK);
+    assert_true(res.new_alert);
+    assert_status(fx->st, res.alert_id, "resolved");
+    for (size_t i = 0; i < 2; i++) {
+        /* Trigger first; the resolution once the trigger is out. */
+        assert_int_equal(th_store_outbox_due(fx->st, two_dests[i], T0, rows, 4, &n), TH_OK);
+        assert_int_equal(n, 1);
+        assert_int_equal(rows[0].kind, TH_OUTBOX_ALERT);
+        assert_int_equal(th_store_outbox_done(fx->st, rows[0].id, T0), TH_OK);
+        assert_int_equal(th_store_outbox_due(fx->st, two_dests[i], T0, rows, 4, &n), TH_OK);
+        assert_int_equal(n, 1);
+        assert_int_equal(rows[0].kind, TH_OUTBOX_RESOLVE);
+        assert_string_equal(rows[0].ref, res.alert_id);
+    }
+}
+
+static void test_resolution_takes_newest_open_alert_first(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result old = hit(fx->st, "k1", "ev-1", T0);
+    struct th_store_match_result cur = hit(fx->st, "k1", "ev-2", T0 + 61 * MINUTE);
+
+    assert_string_not_equal(old.alert_id, cur.alert_id);
+    resolve(fx->st, "k1", "rev-1", T0 + 62 * MINUTE);
+    assert_status(fx->st, cur.alert_id, "resolved");
+    assert_status(fx->st, old.alert_id, "open");
+    /* An earlier window's alert left open is found too. */
+    resolve(fx->st, "k1", "rev-2", T0 + 63 * MINUTE);
+    assert_status(fx->st, old.alert_id, "resolved");
+    assert_int_equal(rows_of(fx, "slack", TH_OUTBOX_RESOLVE, old.alert_id), 1);
+    assert_int_equal(rows_of(fx, "slack", TH_OUTBOX_RESOLVE, cur.alert_id), 1);
+}
+
+/* Delivered rows are pruned after a week; an exposure may last longer than that. */
+static void test_resolution_after_prune_still_reaches_destinations(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match_result res = hit(fx->st, "k1", "ev-1", T0);
+    struct th_outbox_row rows[2];
+    size_t n = 0;
+
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(th_store_outbox_due(fx->st, two_dests[i], T0, rows, 2, &n), TH_OK);
+        assert_int_equal(th_store_outbox_done(fx->st, rows[0].id, T0), TH_OK);
+    }
+    assert_int_equal(th_store_prune(fx->st, T0 + 8 * DAY, DAY), TH_OK);
+    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox"), 0);
+    resolve(fx->st, "k1", "rev-1", T0 + 8 * DAY);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(rows_of(fx, two_dests[i], TH_OUTBOX_RESOLVE, res.alert_id), 1);
+    }
+}
+
+static void test_invalid_resolution_applies_nothing(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match m = match_of("k1", "ev-1", T0, NULL);
+    struct th_store_resolution r = {.rule_id = RULE, .dedup_key = NULL};
+    struct th_store_batch b = {.matches = &m, .nmatches = 1, .resolutions = &r, .nresolutions = 1};
+    struct th_store_match_result res;
+
+    assert_int_equal(th_store_apply(fx->st, &b, T0, &res), TH_EINVAL);
+    b.resolutions = NULL;
+    assert_int_equal(th_store_apply(fx->st, &b, T0, &res), TH_EINVAL);
+    assert_int_equal(recent_alerts(fx->st), 0);
+    assert_int_equal(pending(fx->st, NULL), 0);
+}
+
+/* ---- the outbox per destination and for operators --------------------------------------- */
+
+static void test_outbox_next_due_per_destination(void **state)
+{
+    struct fx *fx = *state;
+    struct th_outbox_row row;
+    size_t n = 0;
+    int64_t next = 0;
+
+    assert_int_equal(th_store_outbox_next_due(fx->st, "slack", &next), TH_OK);
+    assert_int_equal(next, INT64_MAX);
+    hit(fx->st, "k1", "ev-1", T0);
+    assert_int_equal(th_store_outbox_due(fx->st, "slack", T0, &row, 1, &n), TH_OK);
+    assert_int_equal(th_store_outbox_retry(fx->st, row.id, T0 + 5000, "HTTP 429", T0), TH_OK);
+
+    assert_int_equal(th_store_outbox_next_due(fx->st, "slack", &next), TH_OK);
+    assert_int_equal(next, T0 + 5000);
+    assert_int_equal(th_store_outbox_next_due(fx->st, "pagerduty", &next), TH_OK);
+    assert_int_equal(next, T0);
+    assert_int_equal(th_store_outbox_next_due(fx->st, NULL, &next), TH_OK);
+    assert_int_equal(next, T0);
+    assert_int_equal(th_store_outbox_next_due(fx->st, "webhook", &next), TH_OK);
+    assert_int_equal(next, INT64_MAX);
+    /* A dead letter is due never. */
+    assert_int_equal(th_store_outbox_dead(fx->st, row.id, "gone", T0 + 1), TH_OK);
+    assert_int_equal(th_store_outbox_next_due(fx->st, "slack", &next), TH_OK);
+    assert_int_equal(next, INT64_MAX);
+    assert_int_equal(th_store_outbox_next_due(NULL, "slack", &next), TH_EINVAL);
+}
+
+/* Three rows of slack: a delivered ALERT, a dead ALERT, a pending RESOLVE; a webhook rule error. */
+static void outbox_mix(struct th_store *st, int64_t ids[3])
+{
+    struct th_store_rule_error re = {
+        .rule_id = RULE, .error = "bad item", .destinations = webhook_only, .ndestinations = 1};
+    struct th_store_batch b = {.rule_errors = &re, .nrule_errors = 1};
+    struct th_outbox_row rows[4];
+    size_t n = 0;
+
+    hit(st, "k1", "ev-1", T0);
+    hit(st, "k2", "ev-2", T0 + 1);
+    assert_int_equal(th_store_outbox_due(st, "slack", T0 + 1, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(th_store_outbox_done(st, rows[0].id, T0 + 2), TH_OK);
+    assert_int_equal(th_store_outbox_retry(st, rows[1].id, T0 + 100, "HTTP 500", T0 + 2), TH_OK);
+    assert_int_equal(th_store_outbox_dead(st, rows[1].id, "400 invalid_payload", T0 + 3), TH_OK);
+    resolve(st, "k1", "rev-1", T0 + 4);
+    assert_int_equal(th_store_apply(st, &b, T0 + 5, NULL), TH_OK);
+    ids[0] = rows[0].id;
+    ids[1] = rows[1].id;
+    assert_int_equal(th_store_outbox_due(st, "slack", T0 + 4, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 1);
+    ids[2] = rows[0].id;
+}
+
+static void test_outbox_list_for_operators(void **state)
+{
+    struct fx *fx = *state;
+    int64_t ids[3];
+    json_t *arr = NULL;
+    const json_t *o = NULL;
+    struct th_store_match_result k1 = hit(fx->st, "k1", "ev-1", T0); /* for its id only */
+
+    outbox_mix(fx->st, ids);
+    assert_int_equal(th_store_outbox_list(fx->st, NULL, NULL, 100, &arr), TH_OK);
+    assert_int_equal(json_array_size(arr), 7); /* 2 + 2 ALERT, 2 RESOLVE, 1 rule error */
+    o = json_array_get(arr, 0);                /* newest first */
+    assert_json_str(o, "kind", "rule_error");
+    assert_json_str(o, "destination", "webhook");
+    json_decref(arr);
+
+    assert_int_equal(th_store_outbox_list(fx->st, "slack", NULL, 100, &arr), TH_OK);
+    assert_int_equal(json_array_size(arr), 3);
+    o = json_array_get(arr, 0);
+    assert_int_equal(json_integer_value(json_object_get(o, "id")), ids[2]);
+    assert_json_str(o, "kind", "resolve");
+    assert_json_str(o, "ref", k1.alert_id);
+    assert_json_str(o, "state", "pending");
+    assert_json_time(o, "next_attempt_at", T0 + 4);
+    assert_true(json_is_null(json_object_get(o, "last_error")));
+    o = json_array_get(arr, 1);
+    assert_int_equal(json_integer_value(json_object_get(o, "id")), ids[1]);
+    assert_json_str(o, "kind", "alert");
+    assert_json_str(o, "state", "dead");
+    /* One failed attempt (retried), then the one that parked it. */
+    assert_int_equal(json_integer_value(json_object_get(o, "attempts")), 2);
+    assert_json_time(o, "created_at", T0 + 1);
+    assert_json_time(o, "updated_at", T0 + 3);
+    assert_true(json_is_null(json_object_get(o, "next_attempt_at")));
+    assert_json_str(o, "last_error", "400 invalid_payload");
+    o = json_array_get(arr, 2);
+    assert_json_str(o, "state", "done");
+    assert_true(json_is_null(json_object_get(o, "next_attempt_at")));
+    json_decref(arr);
+
+    assert_int_equal(th_store_outbox_list(fx->st, NULL, "dead", 100, &arr), TH_OK);
+    assert_int_equal(json_array_size(arr), 1);
+    json_decref(arr);
+    assert_int_equal(th_store_outbox_list(fx->st, "pagerduty", "pending", 1, &arr), TH_OK);
+    assert_int_equal(json_array_size(arr), 1);
+    assert_json_str(json_array_get(arr, 0), "kind", "resolve");
+    json_decref(arr);
+    assert_int_equal(th_store_outbox_list(fx->st, "nowhere", NULL, 100, &arr), TH_OK);
+    assert_int_equal(json_array_size(arr), 0);
+    json_decref(arr);
+    arr = NULL;
+    assert_int_equal(th_store_outbox_list(fx->st, NULL, "stuck", 100, &arr), TH_EINVAL);
+    assert_null(arr);
+}
+
+static void test_outbox_requeue_and_drop(void **state)
+{
+    struct fx *fx = *state;
+    int64_t ids[3];
+    struct th_outbox_row rows[4];
+    size_t n = 0;
+    size_t p = 0;
+    size_t d = 0;
+
+    outbox_mix(fx->st, ids);
+    /* Only a dead letter can be requeued or dropped. */
+    assert_int_equal(th_store_outbox_drop(fx->st, ids[2]), TH_EINVAL);
+    assert_int_equal(th_store_outbox_drop(fx->st, ids[0]), TH_EINVAL);
+    assert_int_equal(th_store_outbox_requeue(fx->st, ids[2], T0 + DAY), TH_EINVAL);
+    assert_int_equal(th_store_outbox_requeue(fx->st, 424242, T0 + DAY), TH_ENOTFOUND);
+    assert_int_equal(th_store_outbox_drop(fx->st, 424242), TH_ENOTFOUND);
+    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox"), 7);
+
+    /* Requeued: pending, due now, attempts reset; after the pending RESOLVE of its id order. */
+    assert_int_equal(th_store_outbox_requeue(fx->st, ids[1], T0 + DAY), TH_OK);
+    assert_int_equal(th_store_outbox_due(fx->st, "slack", T0 + DAY - 1, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].id, ids[2]);
+    assert_int_equal(th_store_outbox_due(fx->st, "slack", T0 + DAY, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[0].id, ids[1]);
+    assert_int_equal(rows[0].attempts, 0);
+    assert_int_equal(rows[0].next_attempt_ms, T0 + DAY);
+    assert_int_equal(th_store_outbox_counts(fx->st, "slack", &p, &d), TH_OK);
+    assert_int_equal(p, 2);
+    assert_int_equal(d, 0);
+    assert_int_equal(th_store_outbox_requeue(fx->st, ids[1], T0 + DAY), TH_EINVAL);
+
+    /* Dropped: gone for good. */
+    assert_int_equal(th_store_outbox_dead(fx->st, ids[1], "400 again", T0 + DAY), TH_OK);
+    assert_int_equal(th_store_outbox_drop(fx->st, ids[1]), TH_OK);
+    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox"), 6);
+    assert_int_equal(th_store_outbox_drop(fx->st, ids[1]), TH_ENOTFOUND);
+    assert_int_equal(th_store_outbox_counts(fx->st, NULL, &p, &d), TH_OK);
+    assert_int_equal(d, 0);
+}
+
+/* ---- schema migration ------------------------------------------------------------------- */
+
+/* Schema version 1 exactly as it shipped (src/store.c before resolutions). */
+static const char schema_v1[] =
+    "CREATE TABLE alerts ("
+    " id TEXT PRIMARY KEY, rule_id TEXT NOT NULL, dedup_key TEXT NOT NULL, title TEXT,"
+    " severity TEXT, status TEXT NOT NULL CHECK (status IN ('open', 'resolved')),"
+    " event_count INTEGER NOT NULL, first_seen_ms INTEGER NOT NULL,"
+    " last_seen_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+    " doc TEXT NOT NULL);"
+    "CREATE INDEX alerts_created ON alerts (created_ms);"
+    "CREATE TABLE windows ("
+    " rule_id TEXT NOT NULL, dedup_key TEXT NOT NULL, window_start_ms INTEGER NOT NULL,"
+    " window_end_ms INTEGER NOT NULL, count INTEGER NOT NULL,"
+    " alert_id TEXT REFERENCES alerts (id), first_event_ms INTEGER NOT NULL, doc TEXT NOT NULL,"
+    " PRIMARY KEY (rule_id, dedup_key));"
+    "CREATE TABLE seen_events ("
+    " event_id TEXT PRIMARY KEY, alert_id TEXT REFERENCES alerts (id),"
+    " seen_ms INTEGER NOT NULL);"
+    "CREATE INDEX seen_events_seen ON seen_events (seen_ms);"
+    "CREATE TABLE accounts ("
+    " account_id TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL, source TEXT NOT NULL,"
+    " added_ms INTEGER NOT NULL);"
+    "CREATE TABLE rule_errors ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, rule_id TEXT NOT NULL, event_id TEXT,"
+    " error TEXT NOT NULL, event TEXT, created_ms INTEGER NOT NULL);"
+    "CREATE TABLE outbox ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL, kind INTEGER NOT NULL,"
+    " ref TEXT NOT NULL,"
+    " state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'dead')),"
+    " attempts INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,"
+    " next_attempt_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, last_error TEXT);"
+    "CREATE INDEX outbox_due ON outbox (destination, state, next_attempt_ms);"
+    "CREATE TABLE probe (id INTEGER PRIMARY KEY, checked_ms INTEGER NOT NULL);";
+
+#define OLD_ALERT "00112233445566778899aabbccddeeff"
+
+/* What a version 1 trailhook left behind: one alert of k1 sent to slack (delivered) and
+ * pagerduty (dead), its window, a seen event ID and an account. */
+static const char v1_data[] =
+    "INSERT INTO alerts VALUES ('" OLD_ALERT "', '" RULE "', 'k1', 'AMI made public', 'Medium',"
+    " 'open', 2, 1700000000000, 1700000060000, 1700000000000, 1700000060000,"
+    " '{\"eventName\":\"ModifyImageAttribute\"}');"
+    "INSERT INTO windows VALUES ('" RULE "', 'k1', 1700000000000, 1700003600000, 2,"
+    " '" OLD_ALERT "', 1700000000000, '{}');"
+    "INSERT INTO seen_events VALUES ('ev-old', '" OLD_ALERT "', 1700000000000);"
+    "INSERT INTO accounts VALUES ('111122223333', 1800000000000, 'operator', 1700000000000);"
+    "INSERT INTO outbox (destination, kind, ref, state, attempts, created_ms, next_attempt_ms,"
+    " updated_ms) VALUES ('slack', 0, '" OLD_ALERT "', 'done', 0, 1700000000000,"
+    " 1700000000000, 1700000000000);"
+    "INSERT INTO outbox (destination, kind, ref, state, attempts, created_ms, next_attempt_ms,"
+    " updated_ms, last_error) VALUES ('pagerduty', 0, '" OLD_ALERT "', 'dead', 3,"
+    " 1700000000000, 1700000000000, 1700000000000, '400');"
+    "PRAGMA user_version = 1;";
+
+static void make_raw_db(const struct fx *fx, const char *sql)
+{
+    char db[300];
+    sqlite3 *raw = NULL;
+
+    assert_int_equal(mkdir(fx->state_dir, 0700), 0);
+    snprintf(db, sizeof(db), "%s/%s", fx->state_dir, TH_STORE_DB_NAME);
+    assert_int_equal(sqlite3_open(db, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, "PRAGMA journal_mode = WAL", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+}
+
+static void test_migration_from_version_1_keeps_data(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store *ro = NULL;
+    char err[256];
+    char *sql = NULL;
+    bool is_new = false;
+    json_t *a = NULL;
+
+    sql = calloc(1, sizeof(schema_v1) + sizeof(v1_data));
+    assert_non_null(sql);
+    strcpy(sql, schema_v1);
+    strcat(sql, v1_data);
+    make_raw_db(fx, sql);
+    free(sql);
+
+    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READWRITE, &fx->st, err, sizeof(err)),
+                     TH_OK);
+    assert_int_equal(raw_count(fx, "PRAGMA user_version"), 2);
+    assert_int_equal(th_store_alert_get(fx->st, OLD_ALERT, &a), TH_OK);
+    assert_json_str(a, "status", "open");
+    assert_int_equal(json_integer_value(json_object_get(a, "event_count")), 2);
+    assert_json_str(a, "eventName", "ModifyImageAttribute");
+    assert_null(json_object_get(a, "resolved_at"));
+    json_decref(a);
+    assert_int_equal(th_store_account_check(fx->st, "111122223333", T0, &is_new), TH_OK);
+    assert_true(is_new);
+    assert_true(hit(fx->st, "k1", "ev-old", T0 + MINUTE).duplicate);
+    /* The window came through: a new event counts toward the old alert. */
+    assert_string_equal(hit(fx->st, "k1", "ev-new", T0 + 2 * MINUTE).alert_id, OLD_ALERT);
+    assert_int_equal(alert_count(fx->st, OLD_ALERT), 3);
+
+    /* An alert from before the migration is resolved where it was sent, whatever its rows. */
+    resolve(fx->st, "k1", "rev-1", T0 + 3 * MINUTE);
+    assert_status(fx->st, OLD_ALERT, "resolved");
+    assert_int_equal(rows_of(fx, "slack", TH_OUTBOX_RESOLVE, OLD_ALERT), 1);
+    assert_int_equal(rows_of(fx, "pagerduty", TH_OUTBOX_RESOLVE, OLD_ALERT), 1);
+
+    /* Migrating is done once: a second handle and a read-only one open as they are. */
+    th_store_free(fx->st);
+    fx->st = NULL;
+    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READWRITE, &fx->st, err, sizeof(err)),
+                     TH_OK);
+    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READONLY, &ro, err, sizeof(err)), TH_OK);
+    assert_int_equal(th_store_alert_get(ro, OLD_ALERT, &a), TH_OK);
+    assert_json_time(a, "resolved_at", T0 + 3 * MINUTE);
+    json_decref(a);
+    th_store_free(ro);
+}
+
+static void test_newer_schema_is_refused(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store *ro = NULL;
+    char err[256] = "";
+
+    make_raw_db(fx, "CREATE TABLE future (x); PRAGMA user_version = 99;");
+    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READWRITE, &fx->st, err, sizeof(err)),
+                     TH_EIO);
+    assert_null(fx->st);
+    assert_non_null(strstr(err, "schema version 99 is newer"));
+    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READONLY, &ro, err, sizeof(err)),
+                     TH_EIO);
+    assert_null(ro);
+    assert_int_equal(raw_count(fx, "PRAGMA user_version"), 99);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -931,6 +1554,37 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_disk_applies_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_forgets_old_event_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_drops_week_old_deliveries_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolution_resolves_alert_and_tells_its_destinations,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolution_goes_only_where_the_alert_went, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_resolution_without_open_alert_does_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_event_after_resolution_opens_new_alert, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_waits_for_a_trigger_in_backoff, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_revocation_older_than_the_exposure_resolves_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_alert_in_the_resolving_millisecond_gets_new_id,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repeated_resolution_event_id_does_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_match_and_resolution_ids_do_not_collide, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_resolution_in_same_batch_resolves_the_new_alert, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_resolution_takes_newest_open_alert_first, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_resolution_after_prune_still_reaches_destinations,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_resolution_applies_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_next_due_per_destination, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_list_for_operators, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_requeue_and_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_from_version_1_keeps_data, setup_dir,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_is_refused, setup_dir, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

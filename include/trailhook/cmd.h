@@ -51,6 +51,12 @@ int th_cmd_test(int nfiles, char *const *files, FILE *out);
 /** `trailhook accounts add ID [--days N] | list | remove ID` on the configured store. */
 int th_cmd_accounts(const struct th_config *cfg, int argc, char *const *argv, FILE *out);
 
+/**
+ * `trailhook outbox list [--dead|--pending] [--destination NAME] | retry ID | drop ID`: the
+ * operator's view of deliveries and dead letters.
+ */
+int th_cmd_outbox(const struct th_config *cfg, int argc, char *const *argv, FILE *out);
+
 /** `trailhook healthcheck [URL]`: 0 when URL (default: the listen address's /healthz) is 200. */
 int th_cmd_healthcheck(const struct th_config *cfg, const char *url);
 

@@ -38,6 +38,15 @@ struct th_config_dest {
     char *secret;                  /**< PagerDuty routing key, webhook header secret (a secret) */
     enum th_severity min_severity; /**< alerts below it are not sent here (default Info) */
     bool rule_errors;              /**< also deliver rule-error records (default false) */
+    char *hmac_secret;             /**< webhook: key of the X-Trailhook-Signature HMAC (a secret) */
+    char *secret_header;    /**< webhook: header carrying `secret` (default "X-Trailhook-Secret") */
+    int concurrency;        /**< parallel deliveries, 1..16 (default 1) */
+    double rate_per_minute; /**< sustained sends a minute; 0 = unlimited. Defaults: slack 60,
+                               pagerduty 120, webhook 600, console 0 */
+    int burst;              /**< sends allowed at once above the rate (default slack 3, else 10) */
+    int64_t max_age_seconds;    /**< undelivered this long after creation: dead letter (86400) */
+    int64_t connect_timeout_ms; /**< default 3000 */
+    int64_t timeout_ms;         /**< whole request, default 10000 */
 };
 
 /** Plain data; read-only once loaded, any thread. */

@@ -49,13 +49,15 @@ struct th_engine_record {
     enum th_rule_verdict verdict; /**< MATCH if a rule matched, else ERROR if one erred */
     const struct th_spec *spec;   /**< the rule that matched or erred (first in spec order) */
     struct th_rule_result result;
-    char learned_account[64]; /**< set when the record taught a new account */
+    const struct th_spec *resolves; /**< the rule whose alert this record resolves, or NULL */
+    char learned_account[64];       /**< set when the record taught a new account */
     int64_t learned_expires_ms;
 };
 
 /**
  * Evaluates @p event. A CreateAccountResult is learned first (so it counts for later records),
- * then each enabled spec's rule runs in spec order until one matches.
+ * then each enabled spec's rule runs in spec order until one matches; a record no rule matches
+ * may resolve one (the first whose resolves callback says so).
  * @param[in] now_ms the wall clock, used for events without eventTime
  */
 void th_engine_eval(struct th_engine_run *run, const json_t *event, int64_t now_ms,

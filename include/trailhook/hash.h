@@ -22,6 +22,10 @@ void th_sha256_final(struct th_sha256 *ctx, unsigned char out[TH_SHA256_LEN]);
 /** One-shot SHA-256 of @p len bytes. */
 void th_sha256(const void *data, size_t len, unsigned char out[TH_SHA256_LEN]);
 
+/** HMAC-SHA256 (RFC 2104) of @p len bytes under @p key. */
+void th_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                    unsigned char out[TH_SHA256_LEN]);
+
 /** Lower-case hex of @p len bytes into @p out (2*len+1 bytes, NUL-terminated). */
 void th_hex(const unsigned char *in, size_t len, char *out);
 

@@ -34,10 +34,17 @@ struct th_rule_result {
 typedef void (*th_rule_eval_cb)(const json_t *event, th_rule_account_cb accounts, void *ctx,
                                 struct th_rule_result *res);
 
+/**
+ * Does @p event take back what the rule alerts on (DESIGN §5 resolution)? Such an event resolves
+ * the open alert with the same dedup key.
+ */
+typedef bool (*th_rule_resolves_cb)(const json_t *event);
+
 /** A rule compiled into trailhook; its metadata comes from the rule spec with the same id. */
 struct th_rule_def {
     const char *id;
     th_rule_eval_cb eval;
+    th_rule_resolves_cb resolves; /**< NULL: the rule's alerts are never resolved by an event */
 };
 
 /** @return the compiled rule with this RuleID, or NULL. */
@@ -49,6 +56,13 @@ const struct th_rule_def *th_rule_find(const char *id);
  */
 void th_rule_ami_public_eval(const json_t *event, th_rule_account_cb accounts, void *ctx,
                              struct th_rule_result *res);
+
+/**
+ * A successful event that makes the image private again: ModifyImageAttribute whose
+ * launchPermission.remove.items holds {"group": "all"}, or ResetImageAttribute of
+ * launchPermission.
+ */
+bool th_rule_ami_public_resolves(const json_t *event);
 
 /**
  * Time at which the rule judges @p event: its eventTime, or @p now_ms when absent or unparsable.

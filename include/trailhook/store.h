@@ -106,6 +106,19 @@ struct th_store_learned_account {
     int64_t expires_ms;
 };
 
+/**
+ * An event that takes an exposure back (DESIGN §5): the newest open alert of
+ * (rule_id, dedup_key), if any and if its latest exposure is not later than the revocation, is
+ * resolved; its dedup window ends (the next exposure opens a new alert), and every destination
+ * the alert was queued for gets a TH_OUTBOX_RESOLVE row.
+ */
+struct th_store_resolution {
+    const char *rule_id;
+    const char *dedup_key;
+    const char *event_id;  /**< may be NULL; a seen eventID resolves nothing twice */
+    int64_t event_time_ms; /**< the revocation's eventTime: the alert's resolved_at */
+};
+
 /** Everything one request changes. Plain data, arrays borrowed. */
 struct th_store_batch {
     const struct th_store_match *matches;
@@ -114,13 +127,15 @@ struct th_store_batch {
     size_t nrule_errors;
     const struct th_store_learned_account *accounts;
     size_t naccounts;
+    const struct th_store_resolution *resolutions; /**< applied after the matches */
+    size_t nresolutions;
 };
 
 /**
- * Applies @p batch in one transaction, in this order: accounts, then matches in order, then rule
- * errors. For each match: an eventID already seen counts nothing (duplicate, with the alert id it
- * counted toward); otherwise it is remembered and counted in the dedup window of
- * (rule_id, dedup_key) — a fixed window of dedup_period_minutes from the window's first event at
+ * Applies @p batch in one transaction, in this order: accounts, then matches in order, then
+ * resolutions, then rule errors. For each match: an eventID already seen counts nothing (duplicate,
+ * with the alert id it counted toward); otherwise it is remembered and counted in the dedup window
+ * of (rule_id, dedup_key) — a fixed window of dedup_period_minutes from the window's first event at
  * @p now_ms. When the count reaches threshold the alert is created (id = 32 hex chars derived from
  * rule, key and window start, so replicas agree) with one pending outbox row per destination;
  * later events update its event_count and last_seen.
@@ -158,7 +173,7 @@ struct th_outbox_row {
     int64_t id;
     char destination[64];
     enum th_outbox_kind kind;
-    char ref[40]; /**< alert id, or the rule-error record id in decimal */
+    char ref[40]; /**< alert id (ALERT, RESOLVE), or the rule-error record id in decimal */
     int attempts;
     int64_t created_ms;
     int64_t next_attempt_ms;
@@ -186,8 +201,28 @@ enum th_err th_store_outbox_dead(struct th_store *st, int64_t id, const char *er
 enum th_err th_store_outbox_counts(struct th_store *st, const char *destination, size_t *pending,
                                    size_t *dead);
 
-/** The earliest next_attempt_ms of a pending row (INT64_MAX when none). */
-enum th_err th_store_outbox_next_due(struct th_store *st, int64_t *next_ms);
+/** The earliest next_attempt_ms of a pending row of @p destination (NULL: any); INT64_MAX when
+ * none. */
+enum th_err th_store_outbox_next_due(struct th_store *st, const char *destination,
+                                     int64_t *next_ms);
+
+/**
+ * Lists outbox rows for operators (`trailhook outbox list`), newest first.
+ * @param[in] destination NULL: all; @param[in] state "pending", "dead", "done" or NULL: all
+ * @param[out] out new array of {"id","destination","kind","ref","state","attempts",
+ *             "created_at","next_attempt_at","updated_at","last_error"}
+ */
+enum th_err th_store_outbox_list(struct th_store *st, const char *destination, const char *state,
+                                 size_t limit, json_t **out);
+
+/**
+ * A dead letter back to pending, due now, attempts and age reset, last error cleared
+ * (`trailhook outbox retry ID`). @return TH_EINVAL when the row is not dead, TH_ENOTFOUND.
+ */
+enum th_err th_store_outbox_requeue(struct th_store *st, int64_t id, int64_t now_ms);
+
+/** Deletes a dead letter for good (`trailhook outbox drop ID`); TH_EINVAL if it is not dead. */
+enum th_err th_store_outbox_drop(struct th_store *st, int64_t id);
 
 /* ---- housekeeping ---------------------------------------------------------------------- */
 
