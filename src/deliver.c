@@ -22,19 +22,25 @@
 #define BATCH           48
 #define MAX_LANES       16
 #define BACKOFF_BASE_MS 1000
-#define BACKOFF_CAP_MS  (5 * 60 * 1000)
+#define BACKOFF_CAP_MS  (60 * 1000) /* a pager waits a minute at most once a receiver is back */
 #define HOUSEKEEPING_MS 5000
 #define PRUNE_EVERY_MS  (10 * 60 * 1000)
 #define IDLE_WAIT_MS    1000
+#define HOLD_BASE_MS    500
+#define HOLD_CAP_MS     5000
 
 /* What the lanes of one destination share. */
 struct dest_state {
     const struct th_config_dest *cfg;
     const struct th_dest_ops *ops;
-    pthread_mutex_t lock; /* guards rl and inflight */
+    pthread_mutex_t lock; /* guards rl, inflight and the hold */
     struct th_ratelimit rl;
     int64_t inflight[MAX_LANES];
     size_t ninflight;
+    /* While a receiver is unreachable or has asked us to wait, the destination holds: one probe
+     * at a time instead of every pending row failing on its own (and growing its backoff). */
+    int64_t hold_until_ms;
+    int unreachable; /* consecutive network errors and timeouts */
 };
 
 struct lane {
@@ -185,20 +191,39 @@ static void settle(struct th_store *st, const struct th_config_dest *cfg,
 }
 
 static void deliver_row(struct th_store *st, const struct dest_state *ds,
-                        const struct th_dest_io *io, const struct th_outbox_row *row)
+                        const struct th_dest_io *io, const struct th_outbox_row *row,
+                        struct th_dest_result *res)
 {
-    struct th_dest_result res;
     json_t *doc = load_doc(st, row);
 
-    memset(&res, 0, sizeof(res));
+    memset(res, 0, sizeof(*res));
     if (doc == NULL) {
-        res.outcome = TH_DEST_DEAD;
-        snprintf(res.detail, sizeof(res.detail), "what the row refers to is not in the store");
+        res->outcome = TH_DEST_DEAD;
+        snprintf(res->detail, sizeof(res->detail), "what the row refers to is not in the store");
     } else {
-        ds->ops->send(ds->cfg, io, row->kind, doc, &res);
+        ds->ops->send(ds->cfg, io, row->kind, doc, res);
     }
     json_decref(doc);
-    settle(st, ds->cfg, row, &res, th_clock_now_ms());
+    settle(st, ds->cfg, row, res, th_clock_now_ms());
+}
+
+/* Success lifts the hold; an unreachable receiver holds the destination with growing probes;
+ * a 429 with Retry-After holds it as long as the receiver asked (Slack's limit is per webhook,
+ * not per message). A 5xx on one message says nothing about the next: no hold. */
+static void update_hold(struct dest_state *ds, const struct th_dest_result *res, int64_t now)
+{
+    pthread_mutex_lock(&ds->lock);
+    if (res->outcome == TH_DEST_DELIVERED) {
+        ds->unreachable = 0;
+        ds->hold_until_ms = 0;
+    } else if (res->reason == TH_DEST_REASON_NETWORK || res->reason == TH_DEST_REASON_TIMEOUT) {
+        ds->unreachable++;
+        ds->hold_until_ms = now + th_deliver_backoff_ms(ds->unreachable, HOLD_BASE_MS, HOLD_CAP_MS,
+                                                        HOLD_BASE_MS / 2);
+    } else if (res->reason == TH_DEST_REASON_RATELIMITED && res->retry_after_ms > 0) {
+        ds->hold_until_ms = now + res->retry_after_ms;
+    }
+    pthread_mutex_unlock(&ds->lock);
 }
 
 /* ---- lanes ---------------------------------------------------------------------------------- */
@@ -225,14 +250,18 @@ static void release(struct dest_state *ds, int64_t id)
     pthread_mutex_unlock(&ds->lock);
 }
 
-/* Claims the oldest due row no other lane of the destination holds. */
-static bool claim(struct dest_state *ds, struct th_store *st, struct th_outbox_row *out)
+/* Claims the oldest due row no other lane of the destination holds, unless the destination is
+ * on hold (then *hold_until says till when; after it, each lane's next send is a probe). */
+static bool claim(struct dest_state *ds, struct th_store *st, struct th_outbox_row *out,
+                  int64_t *hold_until)
 {
     struct th_outbox_row rows[BATCH];
     size_t n = 0;
     bool found = false;
+    int64_t now = th_clock_now_ms();
     pthread_mutex_lock(&ds->lock);
-    if (th_store_outbox_due(st, ds->cfg->name, th_clock_now_ms(), rows, BATCH, &n) == TH_OK) {
+    *hold_until = now < ds->hold_until_ms ? ds->hold_until_ms : 0;
+    if (*hold_until == 0 && th_store_outbox_due(st, ds->cfg->name, now, rows, BATCH, &n) == TH_OK) {
         for (size_t i = 0; i < n && !found; i++) {
             if (!in_flight(ds, rows[i].id)) {
                 *out = rows[i];
@@ -268,11 +297,14 @@ static void lane_loop(struct lane *l, struct th_store *st, const struct th_dest_
     uint64_t gen = 0;
     while (!stopping(l->d, &gen)) {
         struct th_outbox_row row;
-        if (claim(l->ds, st, &row)) {
+        int64_t hold = 0;
+        if (claim(l->ds, st, &row, &hold)) {
             if (await_token(l)) {
                 struct th_dest_io io = *base;
+                struct th_dest_result res;
                 io.now_ms = th_clock_now_ms();
-                deliver_row(st, l->ds, &io, &row);
+                deliver_row(st, l->ds, &io, &row, &res);
+                update_hold(l->ds, &res, th_clock_now_ms());
             }
             release(l->ds, row.id);
             continue;
@@ -280,8 +312,9 @@ static void lane_loop(struct lane *l, struct th_store *st, const struct th_dest_
         int64_t next = INT64_MAX;
         th_store_outbox_next_due(st, l->ds->cfg->name, &next);
         int64_t now = th_clock_now_ms();
-        /* Due rows all held by other lanes: look again shortly. */
+        /* Due rows all held by other lanes (or a probe in flight): look again shortly. */
         int64_t wake = next <= now ? now + 50 : next;
+        wake = hold > wake ? hold : wake;
         sleep_until(l->d, wake < now + IDLE_WAIT_MS ? wake : now + IDLE_WAIT_MS, gen);
     }
 }

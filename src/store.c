@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -676,6 +677,14 @@ out:
     th_store_free(st);
     free(path);
     return rc;
+}
+
+bool th_store_exists(const char *state_dir)
+{
+    char *path = th_xasprintf("%s/%s", state_dir, TH_STORE_DB_NAME);
+    bool ok = access(path, F_OK) == 0;
+    free(path);
+    return ok;
 }
 
 void th_store_free(struct th_store *st)

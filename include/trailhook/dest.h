@@ -22,7 +22,7 @@ enum th_dest_outcome {
     TH_DEST_DEAD,  /**< permanent: park as a dead letter */
 };
 
-/** Why a send failed, for metrics (issue: notifications_failed_total{reason}). */
+/** Why a send failed (client, server, rate limited, timeout, network): for logs and metrics. */
 enum th_dest_reason {
     TH_DEST_REASON_NONE = 0,
     TH_DEST_REASON_CLIENT,      /**< 4xx other than 429 */

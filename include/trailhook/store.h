@@ -37,6 +37,9 @@ enum th_store_mode {
 enum th_err th_store_open(const char *state_dir, enum th_store_mode mode, struct th_store **out,
                           char *err, size_t errlen);
 
+/** @return true when @p state_dir holds a trailhook database (operators' commands check first). */
+bool th_store_exists(const char *state_dir);
+
 /** Closes the handle; NULL is fine. */
 void th_store_free(struct th_store *st);
 

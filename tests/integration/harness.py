@@ -122,6 +122,62 @@ def run_cli(args, env=None, input_bytes=None, timeout=120, cwd=None):
                           stderr=subprocess.PIPE, env=base_env(env), timeout=timeout, cwd=cwd)
 
 
+def to_yaml(obj, indent=0):
+    """Block-style YAML for plain data (dicts, lists, str, int, float, bool, None); strings are
+    double-quoted (JSON escapes are valid YAML), so no value is read as another type."""
+    pad = "  " * indent
+    if isinstance(obj, dict):
+        if not obj:
+            return pad + "{}\n"
+        out = []
+        for k, v in obj.items():
+            if isinstance(v, (dict, list)) and v:
+                out.append("%s%s:\n%s" % (pad, k, to_yaml(v, indent + 1)))
+            else:
+                out.append("%s%s: %s" % (pad, k, to_yaml(v, 0)))
+        return "".join(out)
+    if isinstance(obj, list):
+        if not obj:
+            return pad + "[]\n"
+        out = []
+        for v in obj:
+            text = to_yaml(v, indent + 1)
+            # "- " takes the place of the first line's indentation
+            out.append(pad + "- " + text[len(pad) + 2:])
+        return "".join(out)
+    if obj is None:
+        return "null\n"
+    if isinstance(obj, bool):
+        return ("true" if obj else "false") + "\n"
+    if isinstance(obj, (int, float)):
+        return repr(obj) + "\n"
+    return json.dumps(str(obj)) + "\n"
+
+
+def write_config(testcase, config, name="trailhook.yml"):
+    """Writes @p config (a dict, or YAML text) into a temp dir of @p testcase. @return its path."""
+    d = make_temp_dir(testcase, "trailhook-config-")
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(config if isinstance(config, str) else to_yaml(config))
+    return path
+
+
+def outbox_cli(state_dir, *args, env=None, timeout=60):
+    """Runs `trailhook outbox ARGS... --state-dir DIR`.
+    @return (CompletedProcess, list of the JSON objects among its stdout lines)."""
+    r = run_cli(["outbox"] + list(args) + ["--state-dir", state_dir], env=env, timeout=timeout)
+    rows = []
+    for line in r.stdout.decode("utf-8", "replace").splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            rows.append(doc)
+    return r, rows
+
+
 def free_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -171,11 +227,13 @@ class Response:
 class Service:
     """One `trailhook serve` process with its own state dir, stdout (console alerts) and stderr."""
 
-    def __init__(self, testcase, state_dir=None, env=None, args=(), auth=True, host="127.0.0.1"):
+    def __init__(self, testcase, state_dir=None, env=None, args=(), auth=True, host="127.0.0.1",
+                 config=None):
+        """@p config: a config file path, passed as --config."""
         self.testcase = testcase
         self.state_dir = state_dir or make_temp_dir(testcase, "trailhook-state-")
         self.extra_env = dict(env or {})
-        self.args = list(args)
+        self.args = list(args) + (["--config", config] if config is not None else [])
         self.auth = auth
         self.host = host
         self.port = None
@@ -316,6 +374,10 @@ class Service:
             return None
         self.join_readers()
         return rc
+
+    def outbox(self, *args):
+        """`trailhook outbox ARGS...` on this service's state dir: (CompletedProcess, rows)."""
+        return outbox_cli(self.state_dir, *args)
 
     # -- output --
 

@@ -245,6 +245,17 @@ class MiscCommandTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertTrue(r.stderr.strip())
 
+    def test_operator_commands_refuse_a_state_dir_without_a_store(self):
+        # A mistyped --state-dir must not look like an empty outbox, nor create a database.
+        missing = os.path.join(make_temp_dir(self), "no-such-dir")
+        for args in (["outbox", "list", "--dead"], ["outbox", "retry", "1"],
+                     ["accounts", "list"], ["accounts", "remove", "012345678901"]):
+            r = run_cli(args + ["--state-dir", missing])
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn(b"no trailhook store", r.stderr, args)
+            self.assertEqual(r.stdout, b"", args)
+        self.assertFalse(os.path.exists(missing))
+
 
 if __name__ == "__main__":
     unittest.main()
