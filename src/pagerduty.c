@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "slack_int.h"
+#include "notify_int.h"
 #include "trailhook/log.h"
 #include "trailhook/mem.h"
 #include "trailhook/pagerduty.h"
@@ -36,29 +36,6 @@ const char *th_pagerduty_severity(const char *severity)
 }
 
 /* ---- reading the document ------------------------------------------------------------------ */
-
-/* A non-empty string member, else NULL: fuzzed or old documents may hold any type anywhere. */
-static const char *str(const json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s != NULL && s[0] != '\0' ? s : NULL;
-}
-
-static const char *or_default(const char *s, const char *dflt)
-{
-    return s != NULL ? s : dflt;
-}
-
-/* A member shown as text: a string as is, an integer in decimal. @p buf holds the number. */
-static const char *scalar(const json_t *obj, const char *key, char *buf, size_t size)
-{
-    const json_t *v = json_object_get(obj, key);
-    if (json_is_integer(v)) {
-        snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return buf;
-    }
-    return str(obj, key);
-}
 
 /* ISO 8601 as the store writes it ("2019-01-01T00:00:00Z", fractions or offsets allowed):
  * PagerDuty rejects the whole event over a malformed timestamp, so anything else is left out. */
@@ -104,7 +81,7 @@ static json_t *event_new(const char *action, const char *routing_key, const char
 {
     json_t *ev = json_object();
 
-    json_object_set_new(ev, "routing_key", json_string(or_default(routing_key, "")));
+    json_object_set_new(ev, "routing_key", json_string(th_notify_or(routing_key, "")));
     json_object_set_new(ev, "event_action", json_string(action));
     set_text(ev, "dedup_key", dedup_key, TH_PAGERDUTY_MAX_DEDUP_KEY);
     return ev;
@@ -113,8 +90,8 @@ static json_t *event_new(const char *action, const char *routing_key, const char
 /* "123456789012/us-west-2", either half alone, or NULL. @return new string or NULL. */
 static char *place_of(const json_t *alert)
 {
-    const char *account = str(alert, "account_id");
-    const char *region = str(alert, "region");
+    const char *account = th_notify_str(alert, "account_id");
+    const char *region = th_notify_str(alert, "region");
 
     if (account != NULL && region != NULL) {
         return th_xasprintf("%s/%s", account, region);
@@ -125,10 +102,10 @@ static char *place_of(const json_t *alert)
 /* "[Medium] Title: ami-1111 made public in 123456789012/us-west-2". @return new string. */
 static char *alert_summary(const json_t *alert)
 {
-    const char *severity = str(alert, "severity");
-    const char *image = str(alert, "image_id");
-    const char *title =
-        or_default(str(alert, "title"), or_default(str(alert, "rule"), "trailhook alert"));
+    const char *severity = th_notify_str(alert, "severity");
+    const char *image = th_notify_str(alert, "image_id");
+    const char *title = th_notify_or(th_notify_str(alert, "title"),
+                                     th_notify_or(th_notify_str(alert, "rule"), "trailhook alert"));
     char *place = place_of(alert);
     char *sev = severity != NULL ? th_xasprintf("[%s] ", severity) : th_xstrdup("");
     char *what = image != NULL ? th_xasprintf(": %s made public", image) : th_xstrdup("");
@@ -162,15 +139,15 @@ static json_t *alert_details(const json_t *alert)
 /* The runbook reference and the console page; only http(s) URLs, and none that are malformed. */
 static json_t *alert_links(const json_t *alert, const char *console)
 {
-    const char *reference = str(alert, "reference");
+    const char *reference = th_notify_str(alert, "reference");
     json_t *links = json_array();
 
-    if (th_slack_url_ok(reference)) {
+    if (th_notify_url_ok(reference)) {
         json_array_append_new(
             links, json_pack("{s:s, s:s}", "href", reference, "text", "Runbook reference"));
     }
     if (console != NULL) {
-        char *text = th_xasprintf("AWS console: %s", str(alert, "image_id"));
+        char *text = th_xasprintf("AWS console: %s", th_notify_str(alert, "image_id"));
         json_array_append_new(links, json_pack("{s:s, s:s}", "href", console, "text", text));
         free(text);
     }
@@ -179,21 +156,22 @@ static json_t *alert_links(const json_t *alert, const char *console)
 
 static json_t *alert_payload(const json_t *alert)
 {
-    const char *severity = th_pagerduty_severity(str(alert, "severity"));
-    const char *first_seen = str(alert, "first_seen");
+    const char *severity = th_pagerduty_severity(th_notify_str(alert, "severity"));
+    const char *first_seen = th_notify_str(alert, "first_seen");
     char *summary = alert_summary(alert);
     json_t *payload = json_object();
 
     json_object_set_new(payload, "summary", json_string(summary));
-    set_text(payload, "source", or_default(str(alert, "account_id"), "trailhook"), MAX_SHORT_FIELD);
+    set_text(payload, "source", th_notify_or(th_notify_str(alert, "account_id"), "trailhook"),
+             MAX_SHORT_FIELD);
     /* A severity the spec loader would not accept still pages: an exposed image is no "info". */
-    json_object_set_new(payload, "severity", json_string(or_default(severity, "error")));
+    json_object_set_new(payload, "severity", json_string(th_notify_or(severity, "error")));
     if (is_timestamp(first_seen)) {
         json_object_set_new(payload, "timestamp", json_string(first_seen));
     }
-    set_text(payload, "component", str(alert, "image_id"), MAX_SHORT_FIELD);
-    set_text(payload, "group", str(alert, "region"), MAX_SHORT_FIELD);
-    set_text(payload, "class", str(alert, "rule"), MAX_SHORT_FIELD);
+    set_text(payload, "component", th_notify_str(alert, "image_id"), MAX_SHORT_FIELD);
+    set_text(payload, "group", th_notify_str(alert, "region"), MAX_SHORT_FIELD);
+    set_text(payload, "class", th_notify_str(alert, "rule"), MAX_SHORT_FIELD);
     json_object_set_new(payload, "custom_details", alert_details(alert));
     free(summary);
     return payload;
@@ -202,8 +180,8 @@ static json_t *alert_payload(const json_t *alert)
 static json_t *trigger_event(const json_t *alert, const char *routing_key)
 {
     char id[32];
-    char *console = th_slack_console_url(alert);
-    json_t *ev = event_new("trigger", routing_key, scalar(alert, "id", id, sizeof(id)));
+    char *console = th_notify_console_url(alert);
+    json_t *ev = event_new("trigger", routing_key, th_notify_scalar(alert, "id", id, sizeof(id)));
     json_t *links = alert_links(alert, console);
 
     json_object_set_new(ev, "payload", alert_payload(alert));
@@ -225,12 +203,12 @@ static json_t *rule_error_event(const json_t *doc, const char *routing_key)
 {
     char id[32];
     char event_id[32];
-    const char *ref = scalar(doc, "id", id, sizeof(id));
+    const char *ref = th_notify_scalar(doc, "id", id, sizeof(id));
     char *dedup = ref != NULL ? th_xasprintf("rule-error-%s", ref) : NULL;
-    char *summary =
-        th_xasprintf("Rule error in %s on event %s: %s", or_default(str(doc, "rule"), "?"),
-                     or_default(scalar(doc, "event_id", event_id, sizeof(event_id)), "?"),
-                     or_default(str(doc, "error"), "unknown error"));
+    char *summary = th_xasprintf(
+        "Rule error in %s on event %s: %s", th_notify_or(th_notify_str(doc, "rule"), "?"),
+        th_notify_or(th_notify_scalar(doc, "event_id", event_id, sizeof(event_id)), "?"),
+        th_notify_or(th_notify_str(doc, "error"), "unknown error"));
     json_t *ev = event_new("trigger", routing_key, dedup);
     json_t *payload = json_object();
     json_t *details = json_object();
@@ -238,10 +216,10 @@ static json_t *rule_error_event(const json_t *doc, const char *routing_key)
     set_text(payload, "summary", summary, TH_PAGERDUTY_MAX_SUMMARY);
     json_object_set_new(payload, "source", json_string("trailhook"));
     json_object_set_new(payload, "severity", json_string("error"));
-    if (is_timestamp(str(doc, "created_at"))) {
-        json_object_set_new(payload, "timestamp", json_string(str(doc, "created_at")));
+    if (is_timestamp(th_notify_str(doc, "created_at"))) {
+        json_object_set_new(payload, "timestamp", json_string(th_notify_str(doc, "created_at")));
     }
-    set_text(payload, "class", str(doc, "rule"), MAX_SHORT_FIELD);
+    set_text(payload, "class", th_notify_str(doc, "rule"), MAX_SHORT_FIELD);
     copy_member(details, "rule", doc, "rule");
     copy_member(details, "event_id", doc, "event_id");
     copy_member(details, "error", doc, "error");
@@ -333,7 +311,7 @@ char *th_pagerduty_event(enum th_outbox_kind kind, const json_t *alert, const ch
     size_t n = 0;
 
     if (kind == TH_OUTBOX_RESOLVE) {
-        ev = event_new("resolve", routing_key, scalar(alert, "id", id, sizeof(id)));
+        ev = event_new("resolve", routing_key, th_notify_scalar(alert, "id", id, sizeof(id)));
     } else if (kind == TH_OUTBOX_RULE_ERROR) {
         ev = rule_error_event(alert, routing_key);
     } else {

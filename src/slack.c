@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "slack_int.h"
+#include "notify_int.h"
 #include "trailhook/log.h"
 #include "trailhook/mem.h"
 #include "trailhook/slack.h"
@@ -21,8 +21,6 @@
 #define ELLIPSIS     "\xe2\x80\xa6"
 #define ELLIPSIS_LEN 3
 #define REPLACEMENT  "\xef\xbf\xbd" /* U+FFFD, for bytes that are not UTF-8 */
-#define MAX_REGION   32
-#define MAX_IMAGE    64
 
 /* ---- text: UTF-8 cuts and mrkdwn escaping ------------------------------------------------ */
 
@@ -248,74 +246,6 @@ static void sb_add3(struct strbuf *sb, const char *before, const char *s, const 
     }
 }
 
-/* ---- reading the document ------------------------------------------------------------------ */
-
-/* A non-empty string member, else NULL: fuzzed or old documents may hold any type anywhere. */
-static const char *str(const json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s != NULL && s[0] != '\0' ? s : NULL;
-}
-
-static const char *or_default(const char *s, const char *dflt)
-{
-    return s != NULL ? s : dflt;
-}
-
-/* A member shown as text: a string as is, an integer in decimal. @p buf holds the number. */
-static const char *scalar(const json_t *obj, const char *key, char *buf, size_t size)
-{
-    const json_t *v = json_object_get(obj, key);
-    if (json_is_integer(v)) {
-        snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return buf;
-    }
-    return str(obj, key);
-}
-
-/* ---- links ----------------------------------------------------------------------------------- */
-
-bool th_slack_url_ok(const char *url)
-{
-    size_t sent = 0;
-
-    if (url == NULL || (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)) {
-        return false;
-    }
-    for (const char *p = url; *p != '\0'; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c <= 0x20 || c >= 0x7f || strchr("<>|\"'\\`", c) != NULL) {
-            return false;
-        }
-        /* Measured as sent: each '&' goes out as "&amp;". */
-        sent += c == '&' ? 5 : 1;
-    }
-    return sent <= TH_SLACK_MAX_URL;
-}
-
-/* True when @p s is 1..@p max characters from @p allowed. */
-static bool shaped(const char *s, const char *allowed, size_t max)
-{
-    size_t n = s != NULL ? strlen(s) : 0;
-    return n > 0 && n <= max && strspn(s, allowed) == n;
-}
-
-char *th_slack_console_url(const json_t *alert)
-{
-    const char *region = str(alert, "region");
-    const char *image = str(alert, "image_id");
-
-    /* The region becomes part of the host name: only AWS's own shape may get there. */
-    if (!shaped(region, "abcdefghijklmnopqrstuvwxyz0123456789-", MAX_REGION) ||
-        !shaped(image, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-",
-                MAX_IMAGE)) {
-        return NULL;
-    }
-    return th_xasprintf("https://%s.console.aws.amazon.com/ec2/home?region=%s"
-                        "#ImageDetails:imageId=%s",
-                        region, region, image);
-}
-
 /* ---- blocks ---------------------------------------------------------------------------------- */
 
 /* A mrkdwn text object; "verbatim" stops Slack auto-linking URLs, channels and @-mentions. */
@@ -405,8 +335,9 @@ static json_t *context_block(const json_t *alert)
 {
     json_t *elements = json_array();
     struct strbuf sb;
-    char *text = th_xasprintf("Rule: %s | Alert: %s", or_default(str(alert, "rule"), "unknown"),
-                              or_default(str(alert, "id"), "unknown"));
+    char *text =
+        th_xasprintf("Rule: %s | Alert: %s", th_notify_or(th_notify_str(alert, "rule"), "unknown"),
+                     th_notify_or(th_notify_str(alert, "id"), "unknown"));
 
     json_array_append_new(elements, mrkdwn_obj(mrkdwn(text, TH_SLACK_MAX_SECTION)));
     sb_init(&sb, TH_SLACK_MAX_SECTION);
@@ -445,14 +376,15 @@ static const char *severity_emoji(const char *severity)
 
 static const char *title_of(const json_t *alert)
 {
-    return or_default(str(alert, "title"), or_default(str(alert, "rule"), "trailhook alert"));
+    return th_notify_or(th_notify_str(alert, "title"),
+                        th_notify_or(th_notify_str(alert, "rule"), "trailhook alert"));
 }
 
 /* "123456789012/us-west-2", either half alone, or NULL. @return new string or NULL. */
 static char *place_of(const json_t *alert)
 {
-    const char *account = str(alert, "account_id");
-    const char *region = str(alert, "region");
+    const char *account = th_notify_str(alert, "account_id");
+    const char *region = th_notify_str(alert, "region");
 
     if (account != NULL && region != NULL) {
         return th_xasprintf("%s/%s", account, region);
@@ -467,9 +399,9 @@ static char *alert_summary(const json_t *alert)
     struct strbuf sb;
 
     sb_init(&sb, TH_SLACK_MAX_TEXT);
-    sb_add3(&sb, "[", str(alert, "severity"), "] ");
+    sb_add3(&sb, "[", th_notify_str(alert, "severity"), "] ");
     sb_add(&sb, title_of(alert));
-    sb_add3(&sb, ": ", str(alert, "image_id"), "");
+    sb_add3(&sb, ": ", th_notify_str(alert, "image_id"), "");
     sb_add3(&sb, " in ", place, "");
     free(place);
     return sb.s;
@@ -481,39 +413,40 @@ static json_t *alert_fields(const json_t *alert)
     char count[32];
     json_t *fields = json_array();
 
-    add_field(fields, "Account", str(alert, "account_id"));
-    add_field(fields, "Region", str(alert, "region"));
-    add_field(fields, "Image", str(alert, "image_id"));
-    add_field(fields, "Actor", str(json_object_get(ctx, "userIdentity"), "arn"));
-    add_field(fields, "Source IP", str(ctx, "sourceIPAddress"));
-    add_field(fields, "User agent", str(ctx, "userAgent"));
-    add_field(fields, "Event time", str(alert, "first_seen"));
-    add_field(fields, "Event count", scalar(alert, "event_count", count, sizeof(count)));
+    add_field(fields, "Account", th_notify_str(alert, "account_id"));
+    add_field(fields, "Region", th_notify_str(alert, "region"));
+    add_field(fields, "Image", th_notify_str(alert, "image_id"));
+    add_field(fields, "Actor", th_notify_str(json_object_get(ctx, "userIdentity"), "arn"));
+    add_field(fields, "Source IP", th_notify_str(ctx, "sourceIPAddress"));
+    add_field(fields, "User agent", th_notify_str(ctx, "userAgent"));
+    add_field(fields, "Event time", th_notify_str(alert, "first_seen"));
+    add_field(fields, "Event count", th_notify_scalar(alert, "event_count", count, sizeof(count)));
     return fields;
 }
 
 /* The reference and console links; NULL when there is neither. Checked URLs only. */
 static char *links_text(const json_t *alert)
 {
-    const char *reference = str(alert, "reference");
-    char *console = th_slack_console_url(alert);
+    const char *reference = th_notify_str(alert, "reference");
+    char *console = th_notify_console_url(alert);
     char *ref_link = NULL;
     char *console_link = NULL;
     char *out = NULL;
 
-    if (th_slack_url_ok(reference)) {
+    if (th_notify_url_ok(reference)) {
         char *esc = escape(reference);
         ref_link = th_xasprintf("<%s|Runbook reference>", esc);
         free(esc);
     }
     if (console != NULL) {
-        console_link = th_xasprintf("<%s|AWS console: %s>", console, str(alert, "image_id"));
+        console_link =
+            th_xasprintf("<%s|AWS console: %s>", console, th_notify_str(alert, "image_id"));
     }
     if (ref_link != NULL || console_link != NULL) {
-        /* Two links of at most TH_SLACK_MAX_URL escaped: within a section, never cut. */
-        out = th_xasprintf("%s%s%s", or_default(ref_link, ""),
+        /* Two links of at most TH_NOTIFY_MAX_URL escaped: within a section, never cut. */
+        out = th_xasprintf("%s%s%s", th_notify_or(ref_link, ""),
                            ref_link != NULL && console_link != NULL ? "  |  " : "",
-                           or_default(console_link, ""));
+                           th_notify_or(console_link, ""));
     }
     free(console);
     free(ref_link);
@@ -523,9 +456,9 @@ static char *links_text(const json_t *alert)
 
 static json_t *alert_blocks(const json_t *alert)
 {
-    const char *severity = str(alert, "severity");
-    const char *description = str(alert, "description");
-    const char *runbook = str(alert, "runbook");
+    const char *severity = th_notify_str(alert, "severity");
+    const char *description = th_notify_str(alert, "description");
+    const char *runbook = th_notify_str(alert, "runbook");
     char *links = links_text(alert);
     json_t *blocks = json_array();
     struct strbuf header;
@@ -557,22 +490,22 @@ static json_t *alert_blocks(const json_t *alert)
 /* "Resolved: Title — ami-1111 in 123456789012/us-west-2 was made private again", raw. */
 static char *resolve_summary(const json_t *alert)
 {
-    const char *image = str(alert, "image_id");
+    const char *image = th_notify_str(alert, "image_id");
     char *place = place_of(alert);
     char *out = th_xasprintf("Resolved: %s \xe2\x80\x94 %s%s%s was made private again",
-                             title_of(alert), or_default(image, "the image"),
-                             place != NULL ? " in " : "", or_default(place, ""));
+                             title_of(alert), th_notify_or(image, "the image"),
+                             place != NULL ? " in " : "", th_notify_or(place, ""));
     free(place);
     return out;
 }
 
 static json_t *resolve_blocks(const json_t *alert, const char *summary)
 {
-    const char *at = str(alert, "resolved_at");
+    const char *at = th_notify_str(alert, "resolved_at");
     char *header = th_xasprintf(":white_check_mark: Resolved: %s", title_of(alert));
     char *esc = escape(summary);
     /* The time is document text like the rest: escaped too. */
-    char *at_esc = escape(or_default(at, ""));
+    char *at_esc = escape(th_notify_or(at, ""));
     char *text = th_xasprintf("%s%s%s", esc, at != NULL ? "\n*Resolved at* " : "", at_esc);
     json_t *blocks = json_array();
 
@@ -588,13 +521,14 @@ static json_t *resolve_blocks(const json_t *alert, const char *summary)
 static json_t *rule_error_blocks(const json_t *doc)
 {
     char id[32];
-    char *header = th_xasprintf(":warning: Rule error: %s", or_default(str(doc, "rule"), "?"));
+    char *header =
+        th_xasprintf(":warning: Rule error: %s", th_notify_or(th_notify_str(doc, "rule"), "?"));
     json_t *blocks = json_array();
     json_t *fields = json_array();
 
-    add_field(fields, "Rule", str(doc, "rule"));
-    add_field(fields, "Event ID", scalar(doc, "event_id", id, sizeof(id)));
-    add_field(fields, "Error", str(doc, "error"));
+    add_field(fields, "Rule", th_notify_str(doc, "rule"));
+    add_field(fields, "Event ID", th_notify_scalar(doc, "event_id", id, sizeof(id)));
+    add_field(fields, "Error", th_notify_str(doc, "error"));
     json_array_append_new(blocks, header_block(header));
     add_fields_block(blocks, fields);
     free(header);
@@ -605,9 +539,10 @@ static json_t *rule_error_blocks(const json_t *doc)
 static char *rule_error_summary(const json_t *doc)
 {
     char id[32];
-    return th_xasprintf("Rule error in %s on event %s: %s", or_default(str(doc, "rule"), "?"),
-                        or_default(scalar(doc, "event_id", id, sizeof(id)), "?"),
-                        or_default(str(doc, "error"), "unknown error"));
+    return th_xasprintf("Rule error in %s on event %s: %s",
+                        th_notify_or(th_notify_str(doc, "rule"), "?"),
+                        th_notify_or(th_notify_scalar(doc, "event_id", id, sizeof(id)), "?"),
+                        th_notify_or(th_notify_str(doc, "error"), "unknown error"));
 }
 
 /* ---- the message ------------------------------------------------------------------------------
