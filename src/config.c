@@ -99,6 +99,7 @@ static const struct key_def keys[] = {
     {"state.redis_url", KIND_REDIS_URL, true, FIELD(state_redis_url), 0, 0, 0},
     {"tls_cert_file", KIND_TEXT, false, FIELD(tls_cert_file), 0, 0, 0},
     {"tls_key_file", KIND_TEXT, false, FIELD(tls_key_file), 0, 0, 0},
+    {"drain_grace_seconds", KIND_SECONDS, false, FIELD(drain_grace_seconds), 0, 0, 3600},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -1190,6 +1191,7 @@ void th_config_defaults(struct th_config *cfg)
     cfg->dedup = TH_DEDUP_IMAGE;
     cfg->seen_event_ttl_seconds = 2 * DAY_SECONDS;
     cfg->new_account_ttl_seconds = 3 * DAY_SECONDS;
+    cfg->drain_grace_seconds = 10;
     cfg->pagerduty_url = th_xstrdup("https://events.pagerduty.com/v2/enqueue");
     cfg->state_backend = th_xstrdup("sqlite");
 }

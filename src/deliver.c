@@ -41,6 +41,11 @@ struct dest_state {
      * at a time instead of every pending row failing on its own (and growing its backoff). */
     int64_t hold_until_ms;
     int unreachable; /* consecutive network errors and timeouts */
+    /* Metric series of this destination (created at start; updated lock-free). */
+    struct th_counter *sent[3];   /* by enum th_outbox_kind */
+    struct th_counter *failed[6]; /* by enum th_dest_reason */
+    struct th_counter *retries;
+    struct th_histogram *latency;
 };
 
 struct lane {
@@ -190,11 +195,26 @@ static void settle(struct th_store *st, const struct th_config_dest *cfg,
     }
 }
 
+static void count(const struct dest_state *ds, const struct th_outbox_row *row,
+                  const struct th_dest_result *res, double seconds)
+{
+    th_histogram_observe(ds->latency, seconds);
+    if (res->outcome == TH_DEST_DELIVERED) {
+        th_counter_add(ds->sent[row->kind], 1);
+        return;
+    }
+    th_counter_add(ds->failed[res->reason], 1);
+    if (res->outcome == TH_DEST_RETRY) {
+        th_counter_add(ds->retries, 1);
+    }
+}
+
 static void deliver_row(struct th_store *st, const struct dest_state *ds,
                         const struct th_dest_io *io, const struct th_outbox_row *row,
                         struct th_dest_result *res)
 {
     json_t *doc = load_doc(st, row);
+    int64_t start = th_clock_mono_ms();
 
     memset(res, 0, sizeof(*res));
     if (doc == NULL) {
@@ -204,6 +224,7 @@ static void deliver_row(struct th_store *st, const struct dest_state *ds,
         ds->ops->send(ds->cfg, io, row->kind, doc, res);
     }
     json_decref(doc);
+    count(ds, row, res, (double)(th_clock_mono_ms() - start) / 1000.0);
     settle(st, ds->cfg, row, res, th_clock_now_ms());
 }
 
@@ -383,8 +404,41 @@ static void *housekeeper_main(void *arg)
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
+static void init_series(struct dest_state *ds, struct th_metrics *m)
+{
+    static const char *const kinds[] = {"alert", "rule_error", "resolve"};
+    static const char *const reasons[] = {"other",       "client",  "server",
+                                          "ratelimited", "timeout", "network"};
+    static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    char esc[160];
+    char labels[256];
+    th_metrics_escape(ds->cfg->name, esc, sizeof(esc));
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(labels, sizeof(labels), "destination=\"%s\",type=\"%s\"", esc, kinds[i]);
+        ds->sent[i] =
+            th_metrics_counter(m, "trailhook_notifications_total",
+                               "Notifications delivered (2xx), by destination and type.", labels);
+    }
+    /* Reason "other" only stands in for outcomes without a reason (never expected). */
+    for (size_t i = 0; i < 6; i++) {
+        snprintf(labels, sizeof(labels), "destination=\"%s\",reason=\"%s\"", esc, reasons[i]);
+        ds->failed[i] = th_metrics_counter(
+            m, "trailhook_notifications_failed_total",
+            "Failed delivery attempts, by destination and reason (client, server, ratelimited, "
+            "timeout, network).",
+            labels);
+    }
+    snprintf(labels, sizeof(labels), "destination=\"%s\"", esc);
+    ds->retries = th_metrics_counter(m, "trailhook_notification_retries_total",
+                                     "Delivery attempts scheduled again after a failure.", labels);
+    ds->latency = th_metrics_histogram(m, "trailhook_notification_latency_seconds",
+                                       "Time one delivery attempt took, by destination.", labels,
+                                       buckets, sizeof(buckets) / sizeof(buckets[0]));
+}
+
 enum th_err th_deliverer_new(const struct th_config *cfg, struct th_deliver_status *status,
-                             struct th_deliverer **out, char *err, size_t errlen)
+                             struct th_metrics *metrics, struct th_deliverer **out, char *err,
+                             size_t errlen)
 {
     struct th_deliverer *d = th_xcalloc(1, sizeof(*d));
     size_t nlanes = 0;
@@ -402,6 +456,7 @@ enum th_err th_deliverer_new(const struct th_config *cfg, struct th_deliver_stat
         ds->ops = th_dest_ops_for(ds->cfg->type);
         pthread_mutex_init(&ds->lock, NULL);
         th_ratelimit_init(&ds->rl, ds->cfg->rate_per_minute, ds->cfg->burst, th_clock_mono_ms());
+        init_series(ds, metrics);
         nlanes += ds->cfg->concurrency < 1 ? 1 : (size_t)ds->cfg->concurrency;
         d->ndests++;
     }

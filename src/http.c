@@ -53,6 +53,7 @@ static enum MHD_Result send_json(struct th_http_req *req, unsigned status, json_
     enum MHD_Result rc = MHD_queue_response(req->conn, status, resp);
     MHD_destroy_response(resp);
     req->answered = true;
+    req->status = status;
     return rc;
 }
 
@@ -253,11 +254,20 @@ static enum MHD_Result handle_alerts(struct th_http_req *req)
     return send_json(req, 200, json_pack("{s:o}", "alerts", list), 0, NULL);
 }
 
+/* Which listener serves a route: ingest on `listen`; metrics and alerts on `admin_listen` when
+ * there is one (else on `listen` too); health on both, for load balancers and orchestrators. */
+enum serves {
+    ON_INGEST = 1,
+    ON_ADMIN = 2,
+    ON_BOTH = 3,
+};
+
 struct route {
     const char *path;
     const char *allow;
     bool post; /* POST ingest; otherwise GET/HEAD */
     enum MHD_Result (*get)(struct th_http_req *req);
+    enum serves serves;
 };
 
 static enum MHD_Result handle_healthz(struct th_http_req *req)
@@ -265,27 +275,44 @@ static enum MHD_Result handle_healthz(struct th_http_req *req)
     return send_json(req, 200, json_pack("{s:s}", "status", "ok"), 0, NULL);
 }
 
+static enum MHD_Result handle_metrics(struct th_http_req *req)
+{
+    size_t len = 0;
+    char *text = th_metrics_render(req->srv->metrics, &len);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", TH_METRICS_CONTENT_TYPE);
+    enum MHD_Result rc = MHD_queue_response(req->conn, 200, resp);
+    MHD_destroy_response(resp);
+    req->answered = true;
+    req->status = 200;
+    return rc;
+}
+
 static const struct route routes[] = {
-    {"/events", "POST", true, NULL},
-    {"/", "POST", true, NULL},
-    {"/healthz", "GET, HEAD", false, handle_healthz},
-    {"/readyz", "GET, HEAD", false, handle_readyz},
-    {"/alerts", "GET, HEAD", false, handle_alerts},
+    {"/events", "POST", true, NULL, ON_INGEST},
+    {"/", "POST", true, NULL, ON_INGEST},
+    {"/healthz", "GET, HEAD", false, handle_healthz, ON_BOTH},
+    {"/readyz", "GET, HEAD", false, handle_readyz, ON_BOTH},
+    {"/alerts", "GET, HEAD", false, handle_alerts, ON_ADMIN},
+    {"/metrics", "GET, HEAD", false, handle_metrics, ON_ADMIN},
 };
 
-static const struct route *find_route(const char *url)
+static const struct route *find_route(const struct th_listener *l, const char *url)
 {
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        if (strcmp(url, routes[i].path) == 0) {
+        if (strcmp(url, routes[i].path) == 0 && (routes[i].serves & l->serves) != 0) {
             return &routes[i];
         }
     }
     return NULL;
 }
 
-static struct th_http_req *new_req(struct th_server *srv, struct MHD_Connection *c)
+static struct th_http_req *new_req(struct th_listener *l, struct MHD_Connection *c)
 {
+    struct th_server *srv = l->srv;
     struct th_http_req *req = th_xcalloc(1, sizeof(*req));
+    req->listener = l;
+    req->started_ms = th_clock_mono_ms();
     req->srv = srv;
     req->conn = c;
     snprintf(req->request_id, sizeof(req->request_id), "%s%012llx", srv->request_prefix,
@@ -296,7 +323,8 @@ static struct th_http_req *new_req(struct th_server *srv, struct MHD_Connection 
 /* The first callback of a request: route it and make the checks that need no body. */
 static enum MHD_Result first_call(struct th_http_req *req, const char *url, const char *method)
 {
-    const struct route *r = find_route(url);
+    const struct route *r = find_route(req->listener, url);
+    req->route = r;
     bool is_post = strcmp(method, "POST") == 0;
     bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool stop = false;
@@ -322,7 +350,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct th_http_req *req = *con_cls;
     (void)version;
     if (req == NULL) {
-        req = new_req(cls, c);
+        req = new_req(cls, c); /* cls: the struct th_listener of this daemon */
         *con_cls = req;
         return first_call(req, url, method);
     }
@@ -331,6 +359,36 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     return handle_post(req, data, size);
+}
+
+static enum th_handler handler_of(const struct route *r)
+{
+    static const struct {
+        const char *path;
+        enum th_handler handler;
+    } map[] = {{"/events", TH_HANDLER_EVENTS},   {"/", TH_HANDLER_EVENTS},
+               {"/healthz", TH_HANDLER_HEALTHZ}, {"/readyz", TH_HANDLER_READYZ},
+               {"/alerts", TH_HANDLER_ALERTS},   {"/metrics", TH_HANDLER_METRICS}};
+    for (size_t i = 0; r != NULL && i < sizeof(map) / sizeof(map[0]); i++) {
+        if (strcmp(r->path, map[i].path) == 0) {
+            return map[i].handler;
+        }
+    }
+    return TH_HANDLER_OTHER;
+}
+
+/* Counts the request once it is over, whatever path it took. */
+static void account(struct th_http_req *req)
+{
+    enum th_handler h = handler_of(req->route);
+    double seconds = (double)(th_clock_mono_ms() - req->started_ms) / 1000.0;
+    if (req->status == 0) {
+        return; /* the client went away before an answer */
+    }
+    th_server_metrics_request(req->srv, h, req->status, seconds);
+    if (h == TH_HANDLER_EVENTS && req->status != 202) {
+        th_server_metrics_rejected(req->srv, req->status, req->result.rules != NULL);
+    }
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -343,6 +401,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (req == NULL) {
         return;
     }
+    account(req);
+    free(req->result.rules);
     json_decref(req->result.body);
     free(req->body);
     free(req);
@@ -356,6 +416,10 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[512];
     (void)cls;
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
+        msg[--n] = '\0'; /* libmicrohttpd ends its messages with a newline */
+    }
     th_log(TH_LOG_WARN, "http", "libmicrohttpd: %s", msg);
 }
 
@@ -391,12 +455,52 @@ static enum th_err resolve(const char *addr, struct sockaddr_storage *sa, char *
     return TH_OK;
 }
 
-static struct MHD_Daemon *start_daemon(struct th_server *srv, const char *addr, char *err,
+/* Reads a PEM file whole for libmicrohttpd (which wants the text in memory). */
+static char *read_pem(const char *path, const char *key, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n = 0;
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: cannot read %s", key, path);
+        return NULL;
+    }
+    buf = th_xmalloc(65537);
+    n = fread(buf, 1, 65536, f);
+    fclose(f);
+    buf[n] = '\0';
+    if (n == 0 || n == 65536 || strstr(buf, "-----BEGIN") == NULL) {
+        snprintf(err, errlen, "%s: %s is not a PEM file (or is larger than 64 KiB)", key, path);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* TLS on the ingest listener when tls_cert_file and tls_key_file are set (EventBridge API
+ * destinations only call HTTPS endpoints). The admin listener stays plain HTTP: it is meant for
+ * a private network. */
+static bool load_tls(struct th_listener *l, char *err, size_t errlen)
+{
+    const struct th_config *cfg = l->srv->cfg;
+    if (!(l->serves & ON_INGEST) || cfg->tls_cert_file == NULL) {
+        return true;
+    }
+    l->tls_cert = read_pem(cfg->tls_cert_file, "tls_cert_file", err, errlen);
+    l->tls_key =
+        l->tls_cert != NULL ? read_pem(cfg->tls_key_file, "tls_key_file", err, errlen) : NULL;
+    return l->tls_key != NULL;
+}
+
+static struct MHD_Daemon *start_daemon(struct th_listener *l, const char *addr, char *err,
                                        size_t errlen)
 {
+    struct th_server *srv = l->srv;
     struct sockaddr_storage sa;
+    struct MHD_OptionItem opts[10];
+    size_t n = 0;
     memset(&sa, 0, sizeof(sa));
-    if (resolve(addr, &sa, err, errlen) != TH_OK) {
+    if (resolve(addr, &sa, err, errlen) != TH_OK || !load_tls(l, err, errlen)) {
         return NULL;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
@@ -405,25 +509,38 @@ static struct MHD_Daemon *start_daemon(struct th_server *srv, const char *addr, 
         flags |= MHD_USE_IPv6;
     }
     /* The logger comes first so that even option errors reach th_log. */
-    struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)1000, MHD_OPTION_END);
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, srv};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &sa};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, 1000, NULL};
+    if (l->tls_cert != NULL) {
+        flags |= MHD_USE_TLS;
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, l->tls_cert};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, l->tls_key};
+    }
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    struct MHD_Daemon *d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, l, MHD_OPTION_ARRAY,
+                                            opts, MHD_OPTION_END);
     if (d == NULL) {
-        snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)", addr);
+        snprintf(err, errlen, "cannot listen on %s (address in use, not permitted%s)", addr,
+                 l->tls_cert != NULL ? ", or a certificate and key that do not load" : "");
     }
     return d;
 }
 
 enum th_err th_http_start(struct th_server *srv, char *err, size_t errlen)
 {
-    srv->daemon = start_daemon(srv, srv->cfg->listen, err, errlen);
+    srv->listener.srv = srv;
+    srv->listener.serves = srv->cfg->admin_listen != NULL ? ON_INGEST : ON_BOTH;
+    srv->admin_listener.srv = srv;
+    srv->admin_listener.serves = ON_ADMIN;
+    srv->daemon = start_daemon(&srv->listener, srv->cfg->listen, err, errlen);
     if (srv->daemon == NULL) {
         return TH_EIO;
     }
     if (srv->cfg->admin_listen != NULL) {
-        srv->admin_daemon = start_daemon(srv, srv->cfg->admin_listen, err, errlen);
+        srv->admin_daemon = start_daemon(&srv->admin_listener, srv->cfg->admin_listen, err, errlen);
         if (srv->admin_daemon == NULL) {
             th_http_stop(srv);
             return TH_EIO;
@@ -477,6 +594,13 @@ static void stop_daemon(struct MHD_Daemon **d, int *fd)
 
 void th_http_stop(struct th_server *srv)
 {
+    struct th_listener *ls[] = {&srv->listener, &srv->admin_listener};
     stop_daemon(&srv->daemon, &srv->quiesced_fd);
     stop_daemon(&srv->admin_daemon, &srv->admin_quiesced_fd);
+    for (size_t i = 0; i < 2; i++) {
+        free(ls[i]->tls_cert);
+        free(ls[i]->tls_key);
+        ls[i]->tls_cert = NULL;
+        ls[i]->tls_key = NULL;
+    }
 }

@@ -14,6 +14,9 @@
 /* Per-request working set; arrays sized to the number of records. */
 struct work {
     const struct th_config *cfg;
+    const struct th_spec_set *specs;
+    struct th_ingest_rule_counts *counts; /* the result's, one per spec */
+    const struct th_spec **match_specs;   /* the spec of each match */
     struct th_store_match *matches;
     struct th_store_rule_error *errors;
     struct th_store_learned_account *accounts;
@@ -75,6 +78,7 @@ static void work_init(struct work *w, const struct th_config *cfg, size_t nrecor
     memset(w, 0, sizeof(*w));
     w->cfg = cfg;
     w->matches = th_xcalloc(nrecords, sizeof(*w->matches));
+    w->match_specs = th_xcalloc(nrecords, sizeof(*w->match_specs));
     w->errors = th_xcalloc(nrecords, sizeof(*w->errors));
     w->accounts = th_xcalloc(nrecords, sizeof(*w->accounts));
     w->resolutions = th_xcalloc(nrecords, sizeof(*w->resolutions));
@@ -100,6 +104,7 @@ static void work_cleanup(struct work *w)
     free(w->resolutions);
     free(w->resolution_keys);
     free(w->matches);
+    free(w->match_specs);
     free(w->errors);
     free(w->accounts);
     free(w->keys);
@@ -117,6 +122,7 @@ static void add_match(struct work *w, const json_t *event, const struct th_engin
     const char **dests = w->alert_dests + (size_t)spec->severity * (w->cfg->ndestinations + 1);
     size_t ndests = pick_dests(w->cfg, (int)spec->severity, false, dests);
 
+    w->match_specs[i] = spec;
     w->keys[i] = th_alert_dedup_key(spec, w->cfg->dedup, event);
     w->docs[i] = th_alert_doc(spec, event, &rec->result);
     w->matches[i] = (struct th_store_match){
@@ -154,8 +160,10 @@ static void add_resolution(struct work *w, const json_t *event, const struct th_
 static void add_rule_error(struct work *w, const json_t *event, const struct th_engine_record *rec)
 {
     const char *id = th_event_id(event);
+    th_log_set_event(id);
     th_log(TH_LOG_WARN, "rule", "%s: rule error on event %s: %s", rec->spec->rule_id,
            id != NULL ? id : "(no eventID)", rec->result.error);
+    th_log_set_event(NULL);
     w->errors[w->nerrors++] = (struct th_store_rule_error){
         .rule_id = rec->spec->rule_id,
         .event_id = id,
@@ -196,6 +204,15 @@ static json_t *accepted_body(const struct th_input *in, const struct work *w,
                      (json_int_t)w->nresolutions);
 }
 
+static size_t spec_index(const struct th_spec_set *specs, const struct th_spec *spec)
+{
+    size_t i = 0;
+    while (i < specs->nspecs && specs->specs[i] != spec) {
+        i++;
+    }
+    return i;
+}
+
 static void commit(struct th_store *st, const struct th_input *in, struct work *w,
                    struct th_ingest_result *out)
 {
@@ -214,13 +231,30 @@ static void commit(struct th_store *st, const struct th_input *in, struct work *
         out->retry_after = 5;
     } else {
         for (size_t i = 0; i < w->nmatches; i++) {
+            size_t k = spec_index(w->specs, w->match_specs[i]);
             out->new_alerts = out->new_alerts || res[i].new_alert;
+            w->counts[k].new_alerts += res[i].new_alert;
+            w->counts[k].deduplicated += !res[i].new_alert && res[i].alert_id[0] != '\0';
         }
         /* Rule errors and resolutions may have made outbox rows too. */
         out->new_alerts = out->new_alerts || w->nerrors > 0 || w->nresolutions > 0;
         answer(out, 202, accepted_body(in, w, res));
     }
     free(res);
+}
+
+/* The rule that matched (or erred) gets the verdict; every other enabled rule said no. */
+static void count_verdict(struct work *w, const struct th_engine_record *rec)
+{
+    size_t hit = rec->spec != NULL ? spec_index(w->specs, rec->spec) : SIZE_MAX;
+    for (size_t k = 0; k < w->specs->nspecs; k++) {
+        if (k == hit) {
+            w->counts[k].match += rec->verdict == TH_RULE_MATCH;
+            w->counts[k].error += rec->verdict == TH_RULE_ERROR;
+        } else if (w->specs->specs[k]->enabled) {
+            w->counts[k].nomatch++;
+        }
+    }
 }
 
 static void evaluate(const struct th_config *cfg, const struct th_spec_set *specs,
@@ -236,9 +270,13 @@ static void evaluate(const struct th_config *cfg, const struct th_spec_set *spec
     int64_t now = th_clock_now_ms();
 
     work_init(&w, cfg, in->nrecords);
+    w.specs = specs;
+    out->rules = th_xcalloc(specs->nspecs + 1, sizeof(*out->rules));
+    w.counts = out->rules;
     for (size_t i = 0; i < in->nrecords; i++) {
         struct th_engine_record rec;
         th_engine_eval(&run, in->records[i].event, now, &rec);
+        count_verdict(&w, &rec);
         if (rec.learned_account[0] != '\0') {
             add_account(&w, &rec);
         }

@@ -58,8 +58,8 @@ static void set_error(struct th_rule_result *res, const char *fmt, ...)
 
 static const char *json_type_name(const json_t *v)
 {
-    static const char *const names[] = {"object", "list", "string", "integer",
-                                        "number", "true", "false",  "null"};
+    static const char *const names[] = {"an object", "a list", "a string", "an integer",
+                                        "a number",  "true",   "false",    "null"};
     return v == NULL ? "null" : names[json_typeof(v)];
 }
 
@@ -73,7 +73,7 @@ static bool judge_item(const json_t *item, size_t index, int64_t at_ms, th_rule_
                        void *ctx, struct th_rule_result *res)
 {
     if (!json_is_object(item)) {
-        set_error(res, "launchPermission.add.items[%zu] is a %s, not an object", index,
+        set_error(res, "launchPermission.add.items[%zu] is %s, not an object", index,
                   json_type_name(item));
         return true;
     }
@@ -88,7 +88,7 @@ static bool judge_item(const json_t *item, size_t index, int64_t at_ms, th_rule_
         return false; /* absent (or null): the key is "-", which no account matches */
     }
     if (!json_is_string(user)) {
-        set_error(res, "launchPermission.add.items[%zu].userId is a %s, not a string", index,
+        set_error(res, "launchPermission.add.items[%zu].userId is %s, not a string", index,
                   json_type_name(user));
         return true;
     }
@@ -111,7 +111,7 @@ static bool judge_non_list(const json_t *items, struct th_rule_result *res)
     if (empty) {
         return false; /* the loop body never runs: no match, no error */
     }
-    set_error(res, "launchPermission.add.items is a %s, not a list", json_type_name(items));
+    set_error(res, "launchPermission.add.items is %s, not a list", json_type_name(items));
     return true;
 }
 

@@ -19,8 +19,7 @@
 #include "trailhook/log.h"
 #include "trailhook/mem.h"
 
-#define DRAIN_GRACE_MS 10000
-#define HTTP_GRACE_MS  5000
+#define HTTP_GRACE_MS 5000
 
 static void *worker_main(void *arg)
 {
@@ -32,13 +31,16 @@ static void *worker_main(void *arg)
         if (req == NULL) {
             return NULL;
         }
+        th_log_set_context(req->request_id, NULL);
         th_ingest_process(srv->cfg, srv->specs, st, req->body, req->len, &req->result);
+        th_server_metrics_ingest(srv, &req->result);
         if (req->result.new_alerts) {
             th_deliverer_notify(srv->deliverer);
         }
         th_log(TH_LOG_DEBUG, "ingest", "%s: %u, %zu events (%s), %zu matched", req->request_id,
                req->result.status, req->result.accepted, th_input_form_name(req->result.form),
                req->result.matched);
+        th_log_set_context(NULL, NULL);
         th_http_resume(req);
     }
 }
@@ -114,6 +116,7 @@ static void init_server(struct th_server *srv, const struct th_config *cfg,
     srv->workers = th_xcalloc(srv->nworkers, sizeof(*srv->workers));
     srv->worker_stores = th_xcalloc(srv->nworkers, sizeof(*srv->worker_stores));
     srv->queue = th_queue_new(cfg->queue_capacity);
+    srv->metrics = th_metrics_new();
     srv->quiesced_fd = -1;
     srv->admin_quiesced_fd = -1;
     pthread_mutex_init(&srv->read_lock, NULL);
@@ -132,7 +135,7 @@ static void stop_server(struct th_server *srv)
     /* Every queued request has its answer; let the answers leave before closing. */
     th_http_wait_idle(srv, HTTP_GRACE_MS);
     th_http_stop(srv);
-    th_deliverer_stop(srv->deliverer, DRAIN_GRACE_MS);
+    th_deliverer_stop(srv->deliverer, srv->cfg->drain_grace_seconds * 1000);
 }
 
 static void free_server(struct th_server *srv)
@@ -143,6 +146,8 @@ static void free_server(struct th_server *srv)
     }
     th_store_free(srv->read_store);
     th_queue_free(srv->queue);
+    th_server_metrics_cleanup(srv);
+    th_metrics_free(srv->metrics);
     pthread_mutex_destroy(&srv->read_lock);
     free(srv->workers);
     free(srv->worker_stores);
@@ -191,19 +196,24 @@ static int run(struct th_server *srv, sigset_t *set)
 {
     char err[512] = "";
     if (open_stores(srv, err, sizeof(err)) != TH_OK ||
-        th_deliverer_new(srv->cfg, &srv->status, &srv->deliverer, err, sizeof(err)) != TH_OK) {
+        th_deliverer_new(srv->cfg, &srv->status, srv->metrics, &srv->deliverer, err, sizeof(err)) !=
+            TH_OK) {
         fprintf(stderr, "trailhook: %s\n", err);
         return TH_EXIT_USAGE;
     }
+    th_server_metrics_init(srv);
     if (start_workers(srv) != TH_OK || th_deliverer_start(srv->deliverer) != TH_OK ||
         th_http_start(srv, err, sizeof(err)) != TH_OK) {
         fprintf(stderr, "trailhook: %s\n", err[0] != '\0' ? err : "cannot start threads");
         stop_server(srv);
         return TH_EXIT_USAGE;
     }
-    th_log(TH_LOG_INFO, "server", "trailhook %s listening on %s (%zu rules, %d workers, state %s)",
-           TH_VERSION, srv->cfg->listen, srv->specs->nspecs, srv->cfg->workers,
-           srv->cfg->state_dir);
+    th_log(TH_LOG_INFO, "server",
+           "trailhook %s listening on %s://%s%s%s (%zu rules, %d workers, state %s)", TH_VERSION,
+           srv->cfg->tls_cert_file != NULL ? "https" : "http", srv->cfg->listen,
+           srv->cfg->admin_listen != NULL ? ", admin on http://" : "",
+           srv->cfg->admin_listen != NULL ? srv->cfg->admin_listen : "", srv->specs->nspecs,
+           srv->cfg->workers, srv->cfg->state_dir);
     int sig = wait_for_stop(set);
     th_log(TH_LOG_INFO, "server", "signal %d: draining", sig);
     pthread_t t;

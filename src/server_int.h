@@ -15,9 +15,45 @@
 #include "trailhook/config.h"
 #include "trailhook/deliver.h"
 #include "trailhook/ingest.h"
+#include "trailhook/metrics.h"
 #include "trailhook/queue.h"
 #include "trailhook/spec.h"
 #include "trailhook/store.h"
+
+struct th_server;
+
+/** A listening address and what it serves (ingest, admin, or both when there is no admin_listen).
+ */
+struct th_listener {
+    struct th_server *srv;
+    unsigned serves; /* ON_INGEST | ON_ADMIN, see http.c */
+    char *tls_cert;  /* PEM text when this listener speaks TLS, else NULL */
+    char *tls_key;
+};
+
+/* HTTP handlers, for metrics: index into the handler label names of server_metrics.c. */
+enum th_handler {
+    TH_HANDLER_EVENTS = 0,
+    TH_HANDLER_HEALTHZ,
+    TH_HANDLER_READYZ,
+    TH_HANDLER_ALERTS,
+    TH_HANDLER_METRICS,
+    TH_HANDLER_OTHER,
+    TH_HANDLER_COUNT,
+};
+
+#define TH_HTTP_CODES 12 /* the status codes the service answers, and "other" */
+
+/** Series the request path updates, created once (lazily) and then only added to. */
+struct th_server_metrics {
+    _Atomic(struct th_counter *) requests[TH_HANDLER_COUNT][TH_HTTP_CODES];
+    struct th_histogram *duration[TH_HANDLER_COUNT];
+    struct th_counter *received[6];   /* by enum th_input_form */
+    struct th_counter *rejected[8];   /* by rejection reason, see server_metrics.c */
+    struct th_counter **evaluations;  /* [spec][match, nomatch, error] */
+    struct th_counter **alerts;       /* [spec] new alerts */
+    struct th_counter **deduplicated; /* [spec] matches that opened no alert */
+};
 
 /** The one mutable object of the process (STYLE 16): built by th_cmd_serve, passed everywhere. */
 struct th_server {
@@ -32,6 +68,10 @@ struct th_server {
     struct th_deliver_status status;
     struct MHD_Daemon *daemon;
     struct MHD_Daemon *admin_daemon;
+    struct th_listener listener;
+    struct th_listener admin_listener;
+    struct th_metrics *metrics;
+    struct th_server_metrics sm;
     int quiesced_fd; /* listening sockets handed back by MHD_quiesce_daemon, or -1 */
     int admin_quiesced_fd;
     _Atomic bool draining;
@@ -44,6 +84,10 @@ struct th_server {
 /** A request being handled: lives from MHD's first callback to NOTIFY_COMPLETED (STYLE 14). */
 struct th_http_req {
     struct th_server *srv;
+    struct th_listener *listener;
+    const struct route *route; /* NULL when no route matched (404) */
+    int64_t started_ms;        /* monotonic, for the duration histogram */
+    unsigned status;           /* the status answered, for metrics */
     struct MHD_Connection *conn;
     char request_id[32];
     char *body;
@@ -55,6 +99,25 @@ struct th_http_req {
     _Atomic bool done; /* the worker filled result */
     struct th_ingest_result result;
 };
+
+/** Registers every metric family and the series the request path uses. */
+void th_server_metrics_init(struct th_server *srv);
+
+/** Frees what th_server_metrics_init allocated (not the registry). */
+void th_server_metrics_cleanup(struct th_server *srv);
+
+/** Counts one answered request of @p handler with @p status that took @p seconds. Any thread. */
+void th_server_metrics_request(struct th_server *srv, enum th_handler handler, unsigned status,
+                               double seconds);
+
+/** Counts what a worker's ingest gave. Worker threads. */
+void th_server_metrics_ingest(struct th_server *srv, const struct th_ingest_result *r);
+
+/**
+ * Counts a refused ingest request by the reason its @p status gives; @p evaluated says whether a
+ * worker had evaluated it (a 503 then means the store, not saturation).
+ */
+void th_server_metrics_rejected(struct th_server *srv, unsigned status, bool evaluated);
 
 /** Starts the listeners. @return TH_OK, or TH_EIO with @p err saying why. */
 enum th_err th_http_start(struct th_server *srv, char *err, size_t errlen);

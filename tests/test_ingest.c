@@ -55,6 +55,9 @@ static int teardown(void **state)
 static void process(struct fixture *f, const char *body, struct th_ingest_result *r)
 {
     th_ingest_process(&f->cfg, &f->specs, f->st, body, strlen(body), r);
+    /* The per-rule counts are for metrics; the body is what these tests read. */
+    free(r->rules);
+    r->rules = NULL;
 }
 
 static size_t alert_count(struct fixture *f)
@@ -64,6 +67,27 @@ static size_t alert_count(struct fixture *f)
     size_t n = json_array_size(list);
     json_decref(list);
     return n;
+}
+
+static void rule_counts_say_what_each_rule_did(void **state)
+{
+    struct fixture *f = *state;
+    struct th_ingest_result r;
+    const char *body = "[" PUBLIC("e1", "ami-1") "," PUBLIC(
+        "e2", "ami-1") ","
+                       "{\"eventName\":\"DescribeImages\"},"
+                       "{\"eventName\":\"ModifyImageAttribute\",\"requestParameters\":"
+                       "{\"launchPermission\":{\"add\":{\"items\":[7]}}}}]";
+    th_ingest_process(&f->cfg, &f->specs, f->st, body, strlen(body), &r);
+    assert_int_equal(r.status, 202);
+    assert_non_null(r.rules);
+    assert_int_equal(r.rules[0].match, 2);
+    assert_int_equal(r.rules[0].nomatch, 1);
+    assert_int_equal(r.rules[0].error, 1);
+    assert_int_equal(r.rules[0].new_alerts, 1);
+    assert_int_equal(r.rules[0].deduplicated, 1);
+    free(r.rules);
+    json_decref(r.body);
 }
 
 static void a_match_is_committed_with_its_outbox_row(void **state)
@@ -147,6 +171,7 @@ static void a_store_that_cannot_write_answers_503(void **state)
     assert_int_equal(r.status, 503);
     assert_true(r.retry_after > 0);
     json_decref(r.body);
+    free(r.rules);
     th_store_free(ro);
     assert_int_equal(alert_count(f), 0);
 }
@@ -155,6 +180,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(a_match_is_committed_with_its_outbox_row, setup, teardown),
+        cmocka_unit_test_setup_teardown(rule_counts_say_what_each_rule_did, setup, teardown),
         cmocka_unit_test_setup_teardown(a_retry_counts_once, setup, teardown),
         cmocka_unit_test_setup_teardown(a_bad_record_applies_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(an_account_learned_earlier_in_the_request_counts, setup,

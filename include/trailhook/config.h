@@ -77,6 +77,7 @@ struct th_config {
     char *state_redis_url;           /**< secret (may hold a password) */
     char *tls_cert_file;
     char *tls_key_file;
+    int64_t drain_grace_seconds;         /**< deliveries' grace on SIGTERM, default 10 */
     struct th_config_dest *destinations; /**< never empty after load: console when none given */
     size_t ndestinations;
 };

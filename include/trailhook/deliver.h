@@ -15,6 +15,7 @@
 
 #include "trailhook/config.h"
 #include "trailhook/err.h"
+#include "trailhook/metrics.h"
 
 struct th_deliverer;
 
@@ -25,10 +26,13 @@ struct th_deliver_status {
 
 /**
  * Builds the deliverer for every configured destination.
+ * @param[in] metrics registry for trailhook_notification* series (borrowed, outlives the
+ *            deliverer)
  * @param[out] out new deliverer; th_deliverer_stop() then th_deliverer_free()
  */
 enum th_err th_deliverer_new(const struct th_config *cfg, struct th_deliver_status *status,
-                             struct th_deliverer **out, char *err, size_t errlen);
+                             struct th_metrics *metrics, struct th_deliverer **out, char *err,
+                             size_t errlen);
 
 /** Starts the lanes and the housekeeping thread (each opens its own store handle). */
 enum th_err th_deliverer_start(struct th_deliverer *d);

@@ -17,6 +17,15 @@
 #include "trailhook/spec.h"
 #include "trailhook/store.h"
 
+/** What one rule spec did with a request's records (for metrics). */
+struct th_ingest_rule_counts {
+    size_t match;
+    size_t nomatch;
+    size_t error;
+    size_t new_alerts;   /**< matches that opened an alert */
+    size_t deduplicated; /**< matches that joined an open alert or repeated an eventID */
+};
+
 /** The answer to give. */
 struct th_ingest_result {
     unsigned status;      /**< 202, 400, 413, 503 */
@@ -26,7 +35,8 @@ struct th_ingest_result {
     size_t accepted;
     size_t matched;
     size_t rule_errors;
-    bool new_alerts; /**< outbox rows were committed: wake the deliverer */
+    bool new_alerts;                     /**< outbox rows were committed: wake the deliverer */
+    struct th_ingest_rule_counts *rules; /**< one per spec of the set, or NULL; free() it */
 };
 
 /**
