@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
@@ -288,6 +289,17 @@ static enum MHD_Result handle_metrics(struct th_http_req *req)
     return rc;
 }
 
+/* POST /-/reload: the main thread reloads (as on SIGHUP); the result shows in the log and in
+ * trailhook_config_last_reload_successful. */
+static enum MHD_Result handle_reload(struct th_http_req *req)
+{
+    if (!authorized(req)) {
+        return send_error(req, 401, "missing or wrong credentials");
+    }
+    kill(getpid(), SIGHUP);
+    return send_json(req, 202, json_pack("{s:s}", "reload", "requested"), 0, NULL);
+}
+
 static const struct route routes[] = {
     {"/events", "POST", true, NULL, ON_INGEST},
     {"/", "POST", true, NULL, ON_INGEST},
@@ -295,6 +307,7 @@ static const struct route routes[] = {
     {"/readyz", "GET, HEAD", false, handle_readyz, ON_BOTH},
     {"/alerts", "GET, HEAD", false, handle_alerts, ON_ADMIN},
     {"/metrics", "GET, HEAD", false, handle_metrics, ON_ADMIN},
+    {"/-/reload", "POST", true, handle_reload, ON_ADMIN},
 };
 
 static const struct route *find_route(const struct th_listener *l, const char *url)
@@ -337,18 +350,17 @@ static enum MHD_Result first_call(struct th_http_req *req, const char *url, cons
         snprintf(msg, sizeof(msg), "method %s not allowed here", method);
         return send_json(req, 405, json_pack("{s:s}", "error", msg), 0, r->allow);
     }
-    if (!r->post) {
-        return r->get(req);
+    if (!r->post || r->get != NULL) {
+        return r->get(req); /* GET handlers, and POSTs that read no body */
     }
     return precheck_post(req, &stop);
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *data,
-                                  size_t *size, void **con_cls)
+static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const char *url,
+                                      const char *method, const char *data, size_t *size,
+                                      void **con_cls)
 {
     struct th_http_req *req = *con_cls;
-    (void)version;
     if (req == NULL) {
         req = new_req(cls, c); /* cls: the struct th_listener of this daemon */
         *con_cls = req;
@@ -359,6 +371,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     return handle_post(req, data, size);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *data,
+                                  size_t *size, void **con_cls)
+{
+    struct th_server *srv = ((struct th_listener *)cls)->srv;
+    (void)version;
+    /* A reload swaps the configuration between callbacks, never during one. */
+    pthread_rwlock_rdlock(&srv->rt_lock);
+    enum MHD_Result rc = handle_request(cls, c, url, method, data, size, con_cls);
+    pthread_rwlock_unlock(&srv->rt_lock);
+    return rc;
 }
 
 static enum th_handler handler_of(const struct route *r)

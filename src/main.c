@@ -104,7 +104,7 @@ static int run(struct cli *cli)
     } else if (!th_cmd_setup(&cli->ov, &cfg, needs_specs ? &specs : NULL)) {
         status = TH_EXIT_USAGE;
     } else if (strcmp(cli->command, "serve") == 0 && cli->nargs == 0) {
-        status = th_cmd_serve(&cfg, &specs, cli->insecure_no_auth);
+        status = th_cmd_serve(&cfg, &specs, &cli->ov, cli->insecure_no_auth);
     } else if (strcmp(cli->command, "eval") == 0) {
         status = th_cmd_eval(&cfg, &specs, cli->nargs, cli->args, stdout);
     } else if (strcmp(cli->command, "accounts") == 0) {

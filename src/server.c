@@ -32,11 +32,14 @@ static void *worker_main(void *arg)
             return NULL;
         }
         th_log_set_context(req->request_id, NULL);
+        /* The configuration, the specs and the deliverer stay put while the lock is held. */
+        pthread_rwlock_rdlock(&srv->rt_lock);
         th_ingest_process(srv->cfg, srv->specs, st, req->body, req->len, &req->result);
         th_server_metrics_ingest(srv, &req->result);
         if (req->result.new_alerts) {
             th_deliverer_notify(srv->deliverer);
         }
+        pthread_rwlock_unlock(&srv->rt_lock);
         th_log(TH_LOG_DEBUG, "ingest", "%s: %u, %zu events (%s), %zu matched", req->request_id,
                req->result.status, req->result.accepted, th_input_form_name(req->result.form),
                req->result.matched);
@@ -105,10 +108,13 @@ static enum th_err start_workers(struct th_server *srv)
 }
 
 static void init_server(struct th_server *srv, const struct th_config *cfg,
-                        const struct th_spec_set *specs, bool insecure_no_auth)
+                        const struct th_spec_set *specs, const struct th_cmd_overrides *ov,
+                        bool insecure_no_auth)
 {
     unsigned char rnd[6] = {0};
     memset(srv, 0, sizeof(*srv));
+    pthread_rwlock_init(&srv->rt_lock, NULL);
+    srv->overrides = ov;
     srv->cfg = cfg;
     srv->specs = specs;
     srv->insecure_no_auth = insecure_no_auth;
@@ -149,6 +155,15 @@ static void free_server(struct th_server *srv)
     th_server_metrics_cleanup(srv);
     th_metrics_free(srv->metrics);
     pthread_mutex_destroy(&srv->read_lock);
+    pthread_rwlock_destroy(&srv->rt_lock);
+    if (srv->owned_cfg != NULL) {
+        th_config_cleanup(srv->owned_cfg);
+        free(srv->owned_cfg);
+    }
+    if (srv->owned_specs != NULL) {
+        th_spec_set_cleanup(srv->owned_specs);
+        free(srv->owned_specs);
+    }
     free(srv->workers);
     free(srv->worker_stores);
 }
@@ -179,13 +194,14 @@ static void *second_signal(void *arg)
     }
 }
 
-static int wait_for_stop(sigset_t *set)
+static int wait_for_stop(struct th_server *srv, sigset_t *set)
 {
     int sig = 0;
     for (;;) {
         sigwait(set, &sig);
         if (sig == SIGHUP) {
-            th_log(TH_LOG_INFO, "server", "SIGHUP: configuration reload is not supported yet");
+            th_log(TH_LOG_INFO, "server", "SIGHUP: reloading the configuration");
+            th_server_reload(srv);
             continue;
         }
         return sig;
@@ -214,7 +230,7 @@ static int run(struct th_server *srv, sigset_t *set)
            srv->cfg->admin_listen != NULL ? ", admin on http://" : "",
            srv->cfg->admin_listen != NULL ? srv->cfg->admin_listen : "", srv->specs->nspecs,
            srv->cfg->workers, srv->cfg->state_dir);
-    int sig = wait_for_stop(set);
+    int sig = wait_for_stop(srv, set);
     th_log(TH_LOG_INFO, "server", "signal %d: draining", sig);
     pthread_t t;
     pthread_create(&t, NULL, second_signal, set);
@@ -225,12 +241,12 @@ static int run(struct th_server *srv, sigset_t *set)
 }
 
 int th_cmd_serve(const struct th_config *cfg, const struct th_spec_set *specs,
-                 bool insecure_no_auth)
+                 const struct th_cmd_overrides *ov, bool insecure_no_auth)
 {
     static sigset_t set;
     struct th_server srv;
 
-    init_server(&srv, cfg, specs, insecure_no_auth);
+    init_server(&srv, cfg, specs, ov, insecure_no_auth);
     int status = TH_EXIT_USAGE;
     if (auth_policy_ok(&srv)) {
         block_signals(&set);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "trailhook/cmd.h"
 #include "trailhook/config.h"
 #include "trailhook/deliver.h"
 #include "trailhook/ingest.h"
@@ -57,8 +58,14 @@ struct th_server_metrics {
 
 /** The one mutable object of the process (STYLE 16): built by th_cmd_serve, passed everywhere. */
 struct th_server {
+    /* cfg and specs are replaced by a reload: whoever reads them holds rt_lock for reading
+     * (the HTTP callbacks, the workers per request); the reload holds it for writing. */
+    pthread_rwlock_t rt_lock;
     const struct th_config *cfg;
     const struct th_spec_set *specs;
+    struct th_config *owned_cfg; /* what a reload loaded (the first ones belong to main) */
+    struct th_spec_set *owned_specs;
+    const struct th_cmd_overrides *overrides; /* the command line, re-applied on reload */
     bool insecure_no_auth;
     struct th_queue *queue;
     pthread_t *workers;
@@ -118,6 +125,17 @@ void th_server_metrics_ingest(struct th_server *srv, const struct th_ingest_resu
  * worker had evaluated it (a 503 then means the store, not saturation).
  */
 void th_server_metrics_rejected(struct th_server *srv, unsigned status, bool evaluated);
+
+/** (Re)creates the per-rule metric series for the current specs. Under rt_lock for writing. */
+void th_server_metrics_rules(struct th_server *srv);
+
+/**
+ * Reloads the configuration and rule specs (SIGHUP, POST /-/reload): on any error the running
+ * ones stay and the reload gauge goes to 0. Settings that need a restart (listen addresses,
+ * state, workers, queue, TLS files) keep their running values, with a warning. Main thread only.
+ * @return true when the new configuration is in effect.
+ */
+bool th_server_reload(struct th_server *srv);
 
 /** Starts the listeners. @return TH_OK, or TH_EIO with @p err saying why. */
 enum th_err th_http_start(struct th_server *srv, char *err, size_t errlen);

@@ -86,8 +86,11 @@ static void init_ingest_series(struct th_server *srv)
     }
 }
 
-static void init_rule_series(struct th_server *srv)
+void th_server_metrics_rules(struct th_server *srv)
 {
+    free(srv->sm.evaluations);
+    free(srv->sm.alerts);
+    free(srv->sm.deduplicated);
     struct th_metrics *m = srv->metrics;
     static const char *const results[] = {"match", "nomatch", "error"};
     size_t n = srv->specs->nspecs;
@@ -182,7 +185,7 @@ void th_server_metrics_init(struct th_server *srv)
             sizeof(duration_buckets) / sizeof(duration_buckets[0]));
     }
     init_ingest_series(srv);
-    init_rule_series(srv);
+    th_server_metrics_rules(srv);
     th_metrics_on_collect(m, collect, srv);
 }
 

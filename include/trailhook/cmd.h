@@ -60,8 +60,11 @@ int th_cmd_outbox(const struct th_config *cfg, int argc, char *const *argv, FILE
 /** `trailhook healthcheck [URL]`: 0 when URL (default: the listen address's /healthz) is 200. */
 int th_cmd_healthcheck(const struct th_config *cfg, const char *url);
 
-/** `trailhook serve`: runs the service until SIGTERM/SIGINT. */
+/**
+ * `trailhook serve`: runs the service until SIGTERM/SIGINT; SIGHUP reloads the configuration
+ * (@p ov, the command line, is applied again then).
+ */
 int th_cmd_serve(const struct th_config *cfg, const struct th_spec_set *specs,
-                 bool insecure_no_auth);
+                 const struct th_cmd_overrides *ov, bool insecure_no_auth);
 
 #endif
