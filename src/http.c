@@ -539,6 +539,11 @@ static struct MHD_Daemon *start_daemon(struct th_listener *l, const char *addr, 
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, 1000, NULL};
+    /* SO_REUSEPORT on the ingest socket: a certificate reload starts the next daemon on the same
+     * address before the current one stops, so the port never refuses a connection. */
+    if (l->serves & ON_INGEST) {
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
+    }
     if (l->tls_cert != NULL) {
         flags |= MHD_USE_TLS;
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, l->tls_cert};
@@ -556,11 +561,12 @@ static struct MHD_Daemon *start_daemon(struct th_listener *l, const char *addr, 
 
 enum th_err th_http_start(struct th_server *srv, char *err, size_t errlen)
 {
-    srv->listener.srv = srv;
-    srv->listener.serves = srv->cfg->admin_listen != NULL ? ON_INGEST : ON_BOTH;
+    srv->listener = th_xcalloc(1, sizeof(*srv->listener));
+    srv->listener->srv = srv;
+    srv->listener->serves = srv->cfg->admin_listen != NULL ? ON_INGEST : ON_BOTH;
     srv->admin_listener.srv = srv;
     srv->admin_listener.serves = ON_ADMIN;
-    srv->daemon = start_daemon(&srv->listener, srv->cfg->listen, err, errlen);
+    srv->daemon = start_daemon(srv->listener, srv->cfg->listen, err, errlen);
     if (srv->daemon == NULL) {
         return TH_EIO;
     }
@@ -617,15 +623,75 @@ static void stop_daemon(struct MHD_Daemon **d, int *fd)
     }
 }
 
+static void free_listener_tls(struct th_listener *l)
+{
+    free(l->tls_cert);
+    free(l->tls_key);
+    l->tls_cert = NULL;
+    l->tls_key = NULL;
+}
+
 void th_http_stop(struct th_server *srv)
 {
-    struct th_listener *ls[] = {&srv->listener, &srv->admin_listener};
     stop_daemon(&srv->daemon, &srv->quiesced_fd);
     stop_daemon(&srv->admin_daemon, &srv->admin_quiesced_fd);
-    for (size_t i = 0; i < 2; i++) {
-        free(ls[i]->tls_cert);
-        free(ls[i]->tls_key);
-        ls[i]->tls_cert = NULL;
-        ls[i]->tls_key = NULL;
+    if (srv->listener != NULL) {
+        free_listener_tls(srv->listener);
+        free(srv->listener);
+        srv->listener = NULL;
     }
+    free_listener_tls(&srv->admin_listener);
+}
+
+/* Has the certificate or key on disk changed from what @p l serves? */
+static bool tls_changed(const struct th_listener *l, const struct th_listener *next)
+{
+    return strcmp(l->tls_cert, next->tls_cert) != 0 || strcmp(l->tls_key, next->tls_key) != 0;
+}
+
+enum th_err th_http_reload_tls(struct th_server *srv)
+{
+    char err[256] = "";
+    struct th_listener *cur = srv->listener;
+    struct th_listener *next = NULL;
+    struct MHD_Daemon *d = NULL;
+
+    if (cur == NULL || cur->tls_cert == NULL) {
+        return TH_OK;
+    }
+    next = th_xcalloc(1, sizeof(*next));
+    *next = (struct th_listener){srv, cur->serves, NULL, NULL};
+    if (!load_tls(next, err, sizeof(err)) || !tls_changed(cur, next)) {
+        if (err[0] != '\0') {
+            th_log(TH_LOG_ERROR, "reload", "%s; keeping the running certificate", err);
+        }
+        free_listener_tls(next);
+        free(next);
+        return err[0] != '\0' ? TH_EINVAL : TH_OK;
+    }
+    /* The next daemon takes new connections; the current one finishes its own, then stops. */
+    free_listener_tls(next);
+    d = start_daemon(next, srv->cfg->listen, err, sizeof(err));
+    if (d == NULL) {
+        th_log(TH_LOG_ERROR, "reload", "%s; keeping the running certificate", err);
+        free_listener_tls(next);
+        free(next);
+        return TH_EINVAL;
+    }
+    struct MHD_Daemon *old = srv->daemon;
+    int old_fd = -1;
+    quiesce(old, &old_fd);
+    pthread_rwlock_wrlock(&srv->rt_lock);
+    srv->daemon = d;
+    srv->listener = next;
+    pthread_rwlock_unlock(&srv->rt_lock);
+    int64_t deadline = th_clock_mono_ms() + 5000;
+    while (connections(old) > 0 && th_clock_mono_ms() < deadline) {
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    stop_daemon(&old, &old_fd);
+    free_listener_tls(cur);
+    free(cur);
+    th_log(TH_LOG_INFO, "reload", "TLS certificate reloaded");
+    return TH_OK;
 }

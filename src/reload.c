@@ -159,6 +159,10 @@ bool th_server_reload(struct th_server *srv)
         return false;
     }
     th_deliverer_notify(srv->deliverer);
+    if (th_http_reload_tls(srv) != TH_OK) {
+        set_reload_gauges(srv, false);
+        return false;
+    }
     set_reload_gauges(srv, true);
     th_log(TH_LOG_INFO, "reload", "configuration reloaded: %zu rules, %zu destinations",
            srv->specs->nspecs, srv->cfg->ndestinations);

@@ -75,7 +75,7 @@ struct th_server {
     struct th_deliver_status status;
     struct MHD_Daemon *daemon;
     struct MHD_Daemon *admin_daemon;
-    struct th_listener listener;
+    struct th_listener *listener; /* replaced when a reload brings a new certificate */
     struct th_listener admin_listener;
     struct th_metrics *metrics;
     struct th_server_metrics sm;
@@ -145,6 +145,13 @@ void th_http_quiesce(struct th_server *srv);
 
 /** Waits until no connection is open (their answers sent), at most @p grace_ms. */
 void th_http_wait_idle(struct th_server *srv, int64_t grace_ms);
+
+/**
+ * Serves the certificate and key now in tls_cert_file / tls_key_file when they changed: a new
+ * daemon on the same address takes new connections, the old one finishes its own. Main thread.
+ * @return TH_OK (also when nothing changed), TH_EINVAL when the new files do not load.
+ */
+enum th_err th_http_reload_tls(struct th_server *srv);
 
 /** Closes the listeners and every connection. */
 void th_http_stop(struct th_server *srv);

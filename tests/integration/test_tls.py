@@ -6,6 +6,7 @@ tls_cert_file / tls_key_file, and real TLS clients that trust (or do not trust) 
 
 import http.client
 import os
+import signal
 import ssl
 import subprocess
 import time
@@ -83,6 +84,29 @@ class TlsTest(ServiceTestCase):
         svc = self.start_tls()
         r = harness.run_cli(["healthcheck"], env=svc.env())
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_sighup_serves_a_renewed_certificate(self):
+        svc = self.start_tls()
+        old_cert = os.path.join(self.dir, "old-cert.pem")
+        with open(self.cert, "rb") as f, open(old_cert, "wb") as g:
+            g.write(f.read())
+        renewed = make_temp_dir(self)
+        cert2, key2 = make_certificate(renewed)
+        # Renewal in place, as cert-manager or a secret mount does it.
+        for src, dst in ((cert2, self.cert), (key2, self.key)):
+            with open(src, "rb") as f, open(dst, "wb") as g:
+                g.write(f.read())
+        svc.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "TLS certificate reloaded" not in svc.stderr_text():
+            self.assertLess(time.monotonic(), deadline, svc.stderr_text())
+            time.sleep(0.05)
+        self.assertEqual(self.https(svc, self.cert, "GET", "/healthz")[0], 200)
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            self.https(svc, old_cert, "GET", "/healthz")
+        status, _ = self.https(svc, self.cert, "POST", "/events", dumps(matching_event()),
+                               {"Content-Type": "application/json", "X-Api-Key": API_KEY})
+        self.assertEqual(status, 202)
 
     def test_a_key_that_is_not_pem_stops_the_start(self):
         bad = os.path.join(self.dir, "bad.pem")
