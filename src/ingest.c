@@ -29,6 +29,7 @@ struct work {
     const char **error_dests;
     size_t nerror_dests;
     char (*account_ids)[64];
+    char (*error_texts)[160]; /* rule-error messages: the engine's record is reused per event */
 };
 
 static void answer(struct th_ingest_result *out, unsigned status, json_t *body)
@@ -86,6 +87,7 @@ static void work_init(struct work *w, const struct th_config *cfg, size_t nrecor
     w->keys = th_xcalloc(nrecords, sizeof(*w->keys));
     w->docs = th_xcalloc(nrecords, sizeof(*w->docs));
     w->account_ids = th_xcalloc(nrecords, sizeof(*w->account_ids));
+    w->error_texts = th_xcalloc(nrecords, sizeof(*w->error_texts));
     w->alert_dests = th_xcalloc((size_t)(TH_SEV_CRITICAL + 1) * (cfg->ndestinations + 1),
                                 sizeof(*w->alert_dests));
     w->error_dests = th_xcalloc(cfg->ndestinations + 1, sizeof(*w->error_dests));
@@ -110,6 +112,7 @@ static void work_cleanup(struct work *w)
     free(w->keys);
     free(w->docs);
     free(w->account_ids);
+    free(w->error_texts);
     free(w->alert_dests);
     free(w->error_dests);
 }
@@ -164,10 +167,12 @@ static void add_rule_error(struct work *w, const json_t *event, const struct th_
     th_log(TH_LOG_WARN, "rule", "%s: rule error on event %s: %s", rec->spec->rule_id,
            id != NULL ? id : "(no eventID)", rec->result.error);
     th_log_set_event(NULL);
-    w->errors[w->nerrors++] = (struct th_store_rule_error){
+    size_t n = w->nerrors++;
+    memcpy(w->error_texts[n], rec->result.error, sizeof(w->error_texts[n]));
+    w->errors[n] = (struct th_store_rule_error){
         .rule_id = rec->spec->rule_id,
         .event_id = id,
-        .error = rec->result.error,
+        .error = w->error_texts[n],
         .event = event,
         .destinations = w->error_dests,
         .ndestinations = w->nerror_dests,

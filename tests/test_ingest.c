@@ -90,6 +90,29 @@ static void rule_counts_say_what_each_rule_did(void **state)
     json_decref(r.body);
 }
 
+static void each_rule_error_keeps_its_own_message(void **state)
+{
+    struct fixture *f = *state;
+    struct th_ingest_result r;
+    json_t *a = NULL;
+    json_t *b = NULL;
+    process(f,
+            "[{\"eventName\":\"ModifyImageAttribute\",\"eventID\":\"x1\",\"requestParameters\":"
+            "{\"launchPermission\":{\"add\":{\"items\":[7]}}}},"
+            "{\"eventName\":\"ModifyImageAttribute\",\"eventID\":\"x2\",\"requestParameters\":"
+            "{\"launchPermission\":{\"add\":{\"items\":[{\"userId\":5}]}}}}]",
+            &r);
+    assert_int_equal(r.status, 202);
+    json_decref(r.body);
+    assert_int_equal(th_store_rule_error_get(f->st, 1, &a), TH_OK);
+    assert_int_equal(th_store_rule_error_get(f->st, 2, &b), TH_OK);
+    assert_string_equal(json_string_value(json_object_get(a, "event_id")), "x1");
+    assert_non_null(strstr(json_string_value(json_object_get(a, "error")), "items[0] is"));
+    assert_non_null(strstr(json_string_value(json_object_get(b, "error")), "userId is"));
+    json_decref(a);
+    json_decref(b);
+}
+
 static void a_match_is_committed_with_its_outbox_row(void **state)
 {
     struct fixture *f = *state;
@@ -181,6 +204,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(a_match_is_committed_with_its_outbox_row, setup, teardown),
         cmocka_unit_test_setup_teardown(rule_counts_say_what_each_rule_did, setup, teardown),
+        cmocka_unit_test_setup_teardown(each_rule_error_keeps_its_own_message, setup, teardown),
         cmocka_unit_test_setup_teardown(a_retry_counts_once, setup, teardown),
         cmocka_unit_test_setup_teardown(a_bad_record_applies_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(an_account_learned_earlier_in_the_request_counts, setup,
