@@ -433,13 +433,14 @@ class Service:
     # -- HTTP --
 
     def request(self, method, path, body=None, headers=None, auth=True, timeout=30,
-                chunked=False):
-        """One request on a new connection. @p auth True sends the API key in X-Api-Key."""
+                chunked=False, port=None):
+        """One request on a new connection. @p auth True sends the API key in X-Api-Key.
+        @p port: another listener of this service (admin_listen); default the main one."""
         hdrs = {}
         if auth is True:
             hdrs["X-Api-Key"] = API_KEY
         hdrs.update(headers or {})
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=timeout)
         try:
             if chunked:
                 conn.putrequest(method, path)
@@ -467,7 +468,7 @@ class Service:
             conn.close()
 
     def post_events(self, body, content_type="application/json", headers=None, auth=True,
-                    gzip_body=False, path="/events", timeout=60):
+                    gzip_body=False, path="/events", timeout=60, port=None):
         hdrs = {}
         if content_type is not None:
             hdrs["Content-Type"] = content_type
@@ -475,7 +476,8 @@ class Service:
             body = gzip.compress(body)
             hdrs["Content-Encoding"] = "gzip"
         hdrs.update(headers or {})
-        return self.request("POST", path, body=body, headers=hdrs, auth=auth, timeout=timeout)
+        return self.request("POST", path, body=body, headers=hdrs, auth=auth, timeout=timeout,
+                            port=port)
 
     def alerts(self, limit=100):
         r = self.request("GET", "/alerts?limit=%d" % limit)
