@@ -72,3 +72,14 @@ char *th_notify_console_url(const json_t *alert)
                         "#ImageDetails:imageId=%s",
                         region, region, image);
 }
+
+char *th_notify_place(const json_t *alert)
+{
+    const char *account = th_notify_str(alert, "account_id");
+    const char *region = th_notify_str(alert, "region");
+
+    if (account != NULL && region != NULL) {
+        return th_xasprintf("%s/%s", account, region);
+    }
+    return th_xstrdup(account != NULL ? account : region);
+}

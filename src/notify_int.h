@@ -42,4 +42,10 @@ bool th_notify_url_ok(const char *url);
  */
 char *th_notify_console_url(const json_t *alert);
 
+/**
+ * Where the exposure is: "account/region", or whichever of the two the document has.
+ * @return new string (free with free()), or NULL when it has neither.
+ */
+char *th_notify_place(const json_t *alert);
+
 #endif

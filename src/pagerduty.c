@@ -87,18 +87,6 @@ static json_t *event_new(const char *action, const char *routing_key, const char
     return ev;
 }
 
-/* "123456789012/us-west-2", either half alone, or NULL. @return new string or NULL. */
-static char *place_of(const json_t *alert)
-{
-    const char *account = th_notify_str(alert, "account_id");
-    const char *region = th_notify_str(alert, "region");
-
-    if (account != NULL && region != NULL) {
-        return th_xasprintf("%s/%s", account, region);
-    }
-    return th_xstrdup(account != NULL ? account : region);
-}
-
 /* "[Medium] Title: ami-1111 made public in 123456789012/us-west-2". @return new string. */
 static char *alert_summary(const json_t *alert)
 {
@@ -106,7 +94,7 @@ static char *alert_summary(const json_t *alert)
     const char *image = th_notify_str(alert, "image_id");
     const char *title = th_notify_or(th_notify_str(alert, "title"),
                                      th_notify_or(th_notify_str(alert, "rule"), "trailhook alert"));
-    char *place = place_of(alert);
+    char *place = th_notify_place(alert);
     char *sev = severity != NULL ? th_xasprintf("[%s] ", severity) : th_xstrdup("");
     char *what = image != NULL ? th_xasprintf(": %s made public", image) : th_xstrdup("");
     char *where = place != NULL ? th_xasprintf(" in %s", place) : th_xstrdup("");

@@ -380,22 +380,10 @@ static const char *title_of(const json_t *alert)
                         th_notify_or(th_notify_str(alert, "rule"), "trailhook alert"));
 }
 
-/* "123456789012/us-west-2", either half alone, or NULL. @return new string or NULL. */
-static char *place_of(const json_t *alert)
-{
-    const char *account = th_notify_str(alert, "account_id");
-    const char *region = th_notify_str(alert, "region");
-
-    if (account != NULL && region != NULL) {
-        return th_xasprintf("%s/%s", account, region);
-    }
-    return th_xstrdup(account != NULL ? account : region);
-}
-
 /* "[Medium] Title: ami-1111 in 123456789012/us-west-2", raw. @return new string. */
 static char *alert_summary(const json_t *alert)
 {
-    char *place = place_of(alert);
+    char *place = th_notify_place(alert);
     struct strbuf sb;
 
     sb_init(&sb, TH_SLACK_MAX_TEXT);
@@ -491,7 +479,7 @@ static json_t *alert_blocks(const json_t *alert)
 static char *resolve_summary(const json_t *alert)
 {
     const char *image = th_notify_str(alert, "image_id");
-    char *place = place_of(alert);
+    char *place = th_notify_place(alert);
     char *out = th_xasprintf("Resolved: %s \xe2\x80\x94 %s%s%s was made private again",
                              title_of(alert), th_notify_or(image, "the image"),
                              place != NULL ? " in " : "", th_notify_or(place, ""));
