@@ -214,7 +214,7 @@ static void deliver_row(struct th_store *st, const struct dest_state *ds,
                         struct th_dest_result *res)
 {
     json_t *doc = load_doc(st, row);
-    int64_t start = th_clock_mono_ms();
+    int64_t start = th_clock_mono_us();
 
     memset(res, 0, sizeof(*res));
     if (doc == NULL) {
@@ -224,7 +224,7 @@ static void deliver_row(struct th_store *st, const struct dest_state *ds,
         ds->ops->send(ds->cfg, io, row->kind, doc, res);
     }
     json_decref(doc);
-    count(ds, row, res, (double)(th_clock_mono_ms() - start) / 1000.0);
+    count(ds, row, res, (double)(th_clock_mono_us() - start) / 1e6);
     settle(st, ds->cfg, row, res, th_clock_now_ms());
 }
 

@@ -325,7 +325,7 @@ static struct th_http_req *new_req(struct th_listener *l, struct MHD_Connection 
     struct th_server *srv = l->srv;
     struct th_http_req *req = th_xcalloc(1, sizeof(*req));
     req->listener = l;
-    req->started_ms = th_clock_mono_ms();
+    req->started_us = th_clock_mono_us();
     req->srv = srv;
     req->conn = c;
     snprintf(req->request_id, sizeof(req->request_id), "%s%012llx", srv->request_prefix,
@@ -406,7 +406,7 @@ static enum th_handler handler_of(const struct route *r)
 static void account(struct th_http_req *req)
 {
     enum th_handler h = handler_of(req->route);
-    double seconds = (double)(th_clock_mono_ms() - req->started_ms) / 1000.0;
+    double seconds = (double)(th_clock_mono_us() - req->started_us) / 1e6;
     if (req->status == 0) {
         return; /* the client went away before an answer */
     }
@@ -591,9 +591,9 @@ static void quiesce(struct MHD_Daemon *d, int *fd)
 
 void th_http_quiesce(struct th_server *srv)
 {
+    /* Still accepting: a client that connects now gets its 503 + Retry-After at once instead of
+     * waiting in the listen backlog for a reset. The listeners close in th_http_wait_idle. */
     atomic_store(&srv->draining, true);
-    quiesce(srv->daemon, &srv->quiesced_fd);
-    quiesce(srv->admin_daemon, &srv->admin_quiesced_fd);
 }
 
 static unsigned connections(struct MHD_Daemon *d)
@@ -606,6 +606,8 @@ static unsigned connections(struct MHD_Daemon *d)
 void th_http_wait_idle(struct th_server *srv, int64_t grace_ms)
 {
     int64_t deadline = th_clock_mono_ms() + grace_ms;
+    quiesce(srv->daemon, &srv->quiesced_fd);
+    quiesce(srv->admin_daemon, &srv->admin_quiesced_fd);
     while (connections(srv->daemon) > 0 && th_clock_mono_ms() < deadline) {
         nanosleep(&(struct timespec){0, 10000000}, NULL);
     }

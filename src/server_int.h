@@ -93,7 +93,7 @@ struct th_http_req {
     struct th_server *srv;
     struct th_listener *listener;
     const struct route *route; /* NULL when no route matched (404) */
-    int64_t started_ms;        /* monotonic, for the duration histogram */
+    int64_t started_us;        /* monotonic, for the duration histogram */
     unsigned status;           /* the status answered, for metrics */
     struct MHD_Connection *conn;
     char request_id[32];
@@ -140,10 +140,10 @@ bool th_server_reload(struct th_server *srv);
 /** Starts the listeners. @return TH_OK, or TH_EIO with @p err saying why. */
 enum th_err th_http_start(struct th_server *srv, char *err, size_t errlen);
 
-/** Stops accepting new connections; POSTs on open ones get 503 (requests in flight go on). */
+/** Drains: every new POST gets 503 + Retry-After (requests in flight go on). */
 void th_http_quiesce(struct th_server *srv);
 
-/** Waits until no connection is open (their answers sent), at most @p grace_ms. */
+/** Stops accepting, then waits until no connection is open (answers sent), at most @p grace_ms. */
 void th_http_wait_idle(struct th_server *srv, int64_t grace_ms);
 
 /**

@@ -13,6 +13,9 @@ int64_t th_clock_now_ms(void);
 /** Monotonic milliseconds, for durations and deadlines. Any thread. */
 int64_t th_clock_mono_ms(void);
 
+/** Monotonic microseconds, for latencies that metrics record (often under a millisecond). */
+int64_t th_clock_mono_us(void);
+
 /**
  * Parses an RFC 3339 / ISO 8601 UTC time as CloudTrail writes it
  * ("2019-01-01T00:00:00Z", optionally with fractional seconds or a +hh:mm offset).

@@ -354,7 +354,7 @@ def filler_record():
 
 
 def rule_error_event():
-    """ModifyImageAttribute whose launchPermission item is a string: Panther's Python would raise."""
+    """ModifyImageAttribute whose launchPermission item is a string: Python would raise."""
     ev = matching_event()
     ev["requestParameters"]["launchPermission"]["add"]["items"] = ["all"]
     return ev
@@ -373,7 +373,7 @@ def basic(user, password):
     return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 
 
-# ---- 1. the exposition ----------------------------------------------------------------------------
+# ---- 1. the exposition ---------------------------------------------------------------------------
 
 class ExpositionTest(ServiceTestCase):
     def test_every_family_with_its_type_and_no_secret(self):
@@ -592,7 +592,7 @@ class CountersTest(ServiceTestCase):
         self.assertEqual(after.one("trailhook_outbox_dead_letters", **dest), 0)
 
 
-# ---- 4. the admin listener ------------------------------------------------------------------------
+# ---- 4. the admin listener -----------------------------------------------------------------------
 
 class AdminListenerTest(ServiceTestCase):
     def test_metrics_and_alerts_only_on_admin_ingest_only_on_listen(self):
@@ -636,7 +636,7 @@ class AdminListenerTest(ServiceTestCase):
         self.assertEqual(svc.request("GET", "/readyz", auth=False).status, 200)
 
 
-# ---- 5. SIGTERM -------------------------------------------------------------------------------------
+# ---- 5. SIGTERM ----------------------------------------------------------------------------------
 
 class DrainTest(ServiceTestCase):
     def test_request_in_flight_finishes_new_ones_get_503(self):
@@ -780,7 +780,7 @@ class DrainTest(ServiceTestCase):
         self.assertEqual([q.json.get("id") for q in got], [alert_id])
 
 
-# ---- 6. logs ----------------------------------------------------------------------------------------
+# ---- 6. logs -------------------------------------------------------------------------------------
 
 class LogTest(ServiceTestCase):
     def test_json_lines_with_context_and_no_secret(self):
@@ -877,7 +877,7 @@ class LogTest(ServiceTestCase):
 
 
 
-# ---- 7. healthcheck ---------------------------------------------------------------------------------
+# ---- 7. healthcheck ------------------------------------------------------------------------------
 
 class HealthcheckTest(ServiceTestCase):
     def test_exit_status_follows_healthz(self):
