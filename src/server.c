@@ -21,10 +21,17 @@
 
 #define HTTP_GRACE_MS 5000
 
-static void *worker_main(void *arg)
+/* What a worker thread starts with: the server and its own store handle (STYLE 17). */
+struct worker_arg {
+    struct th_server *srv;
+    struct th_store *st;
+};
+
+static void *worker_main(void *p)
 {
-    struct th_server *srv = ((void **)arg)[0];
-    struct th_store *st = ((void **)arg)[1];
+    struct worker_arg *arg = p;
+    struct th_server *srv = arg->srv;
+    struct th_store *st = arg->st;
     free(arg);
     for (;;) {
         struct th_http_req *req = th_queue_pop(srv->queue);
@@ -95,9 +102,9 @@ static enum th_err open_stores(struct th_server *srv, char *err, size_t errlen)
 static enum th_err start_workers(struct th_server *srv)
 {
     for (size_t i = 0; i < srv->nworkers; i++) {
-        void **arg = th_xmalloc(2 * sizeof(void *));
-        arg[0] = srv;
-        arg[1] = srv->worker_stores[i];
+        struct worker_arg *arg = th_xmalloc(sizeof(*arg));
+        arg->srv = srv;
+        arg->st = srv->worker_stores[i];
         if (pthread_create(&srv->workers[i], NULL, worker_main, arg) != 0) {
             free(arg);
             srv->nworkers = i;

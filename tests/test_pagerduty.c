@@ -15,42 +15,10 @@
 
 #include "trailhook/pagerduty.h"
 
+#include "alert_fixture.h"
+
 #define KEY   "0123456789abcdef0123456789abcdef"
 #define TITLE "Amazon Machine Image (AMI) Modified to Allow Public Access"
-
-static int load_alert(void **state)
-{
-    json_error_t err;
-    *state = json_load_file(TH_FIXTURES "/alerts/alert_ami_made_public.json", 0, &err);
-    assert_non_null(*state);
-    return 0;
-}
-
-static int free_alert(void **state)
-{
-    json_decref(*state);
-    return 0;
-}
-
-static size_t code_points(const char *s)
-{
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        n += (*p & 0xc0) != 0x80;
-    }
-    return n;
-}
-
-static char *repeat(const char *unit, size_t times)
-{
-    size_t len = strlen(unit);
-    char *s = malloc(len * times + 1);
-    for (size_t i = 0; i < times; i++) {
-        memcpy(s + i * len, unit, len);
-    }
-    s[len * times] = '\0';
-    return s;
-}
 
 /* Formats, checks the reported length and parses the body back. */
 static json_t *event(enum th_outbox_kind kind, const json_t *alert)

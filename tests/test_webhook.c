@@ -14,19 +14,7 @@
 #include "trailhook/hash.h"
 #include "trailhook/webhook.h"
 
-static int load_alert(void **state)
-{
-    json_error_t err;
-    *state = json_load_file(TH_FIXTURES "/alerts/alert_ami_made_public.json", 0, &err);
-    assert_non_null(*state);
-    return 0;
-}
-
-static int free_alert(void **state)
-{
-    json_decref(*state);
-    return 0;
-}
+#include "alert_fixture.h"
 
 static void body_is_the_document_with_its_type(void **state)
 {

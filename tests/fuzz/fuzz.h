@@ -8,4 +8,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Characters as Slack and PagerDuty count them: UTF-8 code points. */
+static inline size_t code_points(const char *s)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        n += (*p & 0xc0) != 0x80;
+    }
+    return n;
+}
+
 #endif

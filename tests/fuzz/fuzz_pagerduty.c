@@ -19,15 +19,6 @@ static void require(int ok, const char *what)
     }
 }
 
-static size_t code_points(const char *s)
-{
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        n += (*p & 0xc0) != 0x80;
-    }
-    return n;
-}
-
 static const char *get(const json_t *obj, const char *key)
 {
     return json_string_value(json_object_get(obj, key));

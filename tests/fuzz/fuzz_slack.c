@@ -19,15 +19,6 @@ static void require(int ok, const char *what)
     }
 }
 
-static size_t code_points(const char *s)
-{
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        n += (*p & 0xc0) != 0x80;
-    }
-    return n;
-}
-
 /* A mrkdwn text: within @p max, and every '<' opens one of our own http(s) links. */
 static void check_mrkdwn(const json_t *obj, size_t max)
 {
