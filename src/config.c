@@ -554,12 +554,37 @@ static bool env_known(const char *name, size_t len)
     return false;
 }
 
+/*
+ * Kubernetes gives every pod variables for each Service of its namespace: a Service named
+ * "trailhook" (or "trailhook-admin") yields TRAILHOOK_SERVICE_HOST, TRAILHOOK_SERVICE_PORT[_NAME],
+ * TRAILHOOK_PORT and TRAILHOOK_PORT_8080_TCP[_PROTO|_PORT|_ADDR]. They are not settings (no key
+ * ends in _PORT or holds _SERVICE_), and refusing them would stop the pod from starting.
+ */
+static bool env_service_link(const char *name, size_t len)
+{
+    char buf[128];
+    snprintf(buf, sizeof(buf), "%.*s", (int)(len < sizeof(buf) ? len : sizeof(buf) - 1), name);
+    size_t n = strlen(buf);
+
+    if ((n > 13 && strcmp(buf + n - 13, "_SERVICE_HOST") == 0) ||
+        strstr(buf, "_SERVICE_PORT") != NULL || (n > 5 && strcmp(buf + n - 5, "_PORT") == 0)) {
+        return true;
+    }
+    const char *p = strstr(buf, "_PORT_");
+    if (p == NULL || !isdigit((unsigned char)p[6])) {
+        return false;
+    }
+    p += 6 + strspn(p + 6, "0123456789");
+    return strncmp(p, "_TCP", 4) == 0 || strncmp(p, "_UDP", 4) == 0 || strncmp(p, "_SCTP", 5) == 0;
+}
+
 /* A mistyped variable would otherwise be ignored while the operator believes it applies. */
 static enum th_err check_env_names(struct loader *ld, char *const *envp)
 {
     for (size_t i = 0; envp[i] != NULL; i++) {
         size_t len = strcspn(envp[i], "=");
-        if (has_prefix(envp[i], ENV_PREFIX) && !env_known(envp[i], len)) {
+        if (has_prefix(envp[i], ENV_PREFIX) && !env_known(envp[i], len) &&
+            !env_service_link(envp[i], len)) {
             return fail(ld, TH_EINVAL, 0,
                         "unknown environment variable %.*s (settings are TRAILHOOK_<KEY> for the "
                         "keys of config/trailhook.yml)",
@@ -1213,6 +1238,58 @@ enum th_err th_config_load(const char *path, char *const *envp, struct th_config
         rc = apply_env(&ld, envp);
     }
     return rc == TH_OK ? finish(&ld) : rc;
+}
+
+size_t th_config_nkeys(void)
+{
+    return NKEYS;
+}
+
+void th_config_key_info(size_t i, struct th_config_key *out)
+{
+    out->key = keys[i].key;
+    out->secret = keys[i].secret;
+    env_name(&keys[i], "", out->env, sizeof(out->env));
+}
+
+static void format_list(char *const *items, size_t n, char *buf, size_t len)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && used < len; i++) {
+        used += (size_t)snprintf(buf + used, len - used, "%s%s", i > 0 ? "," : "", items[i]);
+    }
+}
+
+void th_config_format(const struct th_config *cfg, size_t i, char *buf, size_t len)
+{
+    const struct key_def *def = &keys[i];
+    void *f = field((struct th_config *)cfg, def);
+    bool set = is_list(def)        ? *(size_t *)((char *)cfg + def->count_off) > 0
+               : is_text_kind(def) ? *(char **)f != NULL
+                                   : true;
+
+    if (!set) {
+        snprintf(buf, len, "%s", "");
+    } else if (def->secret) {
+        snprintf(buf, len, "%s", "<redacted>");
+    } else if (is_list(def)) {
+        format_list(*(char ***)f, *(size_t *)((char *)cfg + def->count_off), buf, len);
+    } else if (is_text_kind(def)) {
+        snprintf(buf, len, "%s", *(char **)f);
+    } else if (def->kind == KIND_SIZE) {
+        snprintf(buf, len, "%zu", *(size_t *)f);
+    } else if (def->kind == KIND_INT) {
+        snprintf(buf, len, "%d", *(int *)f);
+    } else if (def->kind == KIND_SECONDS) {
+        snprintf(buf, len, "%lld", (long long)*(int64_t *)f);
+    } else if (def->kind == KIND_LOG_LEVEL) {
+        static const char *const levels[] = {"debug", "info", "warn", "error"};
+        snprintf(buf, len, "%s", levels[cfg->log_level]);
+    } else {
+        snprintf(buf, len, "%s", cfg->dedup == TH_DEDUP_IMAGE ? "image" : "rule");
+    }
 }
 
 void th_config_cleanup(struct th_config *cfg)

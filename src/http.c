@@ -539,9 +539,10 @@ static struct MHD_Daemon *start_daemon(struct th_listener *l, const char *addr, 
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, 1000, NULL};
-    /* SO_REUSEPORT on the ingest socket: a certificate reload starts the next daemon on the same
-     * address before the current one stops, so the port never refuses a connection. */
-    if (l->serves & ON_INGEST) {
+    /* SO_REUSEPORT on a TLS ingest socket: a certificate reload starts the next daemon on the
+     * same address before the current one stops, so the port never refuses a connection. Only
+     * there: elsewhere a second trailhook on the same port must fail to start, not share it. */
+    if ((l->serves & ON_INGEST) && l->tls_cert != NULL) {
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
     }
     if (l->tls_cert != NULL) {

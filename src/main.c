@@ -15,6 +15,7 @@ static const char usage[] =
     "                                           manage the new-account set\n"
     "       trailhook outbox list [--dead|--pending] [--destination NAME] | retry ID | drop ID\n"
     "                                           see and act on deliveries and dead letters\n"
+    "       trailhook config                    print the effective configuration\n"
     "       trailhook healthcheck [URL]         exit 0 when /healthz answers 200\n"
     "       trailhook --version | --help\n";
 
@@ -111,6 +112,8 @@ static int run(struct cli *cli)
         status = th_cmd_accounts(&cfg, cli->nargs, cli->args, stdout);
     } else if (strcmp(cli->command, "outbox") == 0) {
         status = th_cmd_outbox(&cfg, cli->nargs, cli->args, stdout);
+    } else if (strcmp(cli->command, "config") == 0 && cli->nargs == 0) {
+        status = th_cmd_config(&cfg, stdout);
     } else if (strcmp(cli->command, "healthcheck") == 0 && cli->nargs <= 1) {
         status = th_cmd_healthcheck(&cfg, cli->nargs == 1 ? cli->args[0] : NULL);
     } else {

@@ -336,6 +336,33 @@ static void test_unknown_env_variable(void **state)
     th_config_cleanup(&cfg);
 }
 
+/* A Kubernetes Service named trailhook injects these into every pod of its namespace. */
+static void test_kubernetes_service_links_are_not_settings(void **state)
+{
+    const char *const links[] = {"TRAILHOOK_SERVICE_HOST=10.0.0.7",
+                                 "TRAILHOOK_SERVICE_PORT=8080",
+                                 "TRAILHOOK_SERVICE_PORT_HTTP=8080",
+                                 "TRAILHOOK_PORT=tcp://10.0.0.7:8080",
+                                 "TRAILHOOK_PORT_8080_TCP=tcp://10.0.0.7:8080",
+                                 "TRAILHOOK_PORT_8080_TCP_PROTO=tcp",
+                                 "TRAILHOOK_PORT_8080_TCP_PORT=8080",
+                                 "TRAILHOOK_PORT_8080_TCP_ADDR=10.0.0.7",
+                                 "TRAILHOOK_ADMIN_SERVICE_HOST=10.0.0.8",
+                                 "TRAILHOOK_ADMIN_PORT_9090_TCP=tcp://10.0.0.8:9090",
+                                 NULL};
+    const char *const near[] = {"TRAILHOOK_PORT_HTTP=1", NULL};
+    struct th_config cfg;
+    char err[512] = "";
+
+    (void)state;
+    assert_int_equal(load(NULL, links, &cfg, err, sizeof(err)), TH_OK);
+    assert_string_equal(cfg.listen, "127.0.0.1:8080");
+    th_config_cleanup(&cfg);
+    assert_int_equal(load(NULL, near, &cfg, err, sizeof(err)), TH_EINVAL);
+    assert_non_null(strstr(err, "TRAILHOOK_PORT_HTTP"));
+    th_config_cleanup(&cfg);
+}
+
 static void test_bad_values_name_key(void **state)
 {
     const char *const workers[] = {"TRAILHOOK_WORKERS=many", NULL};
@@ -747,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_both_value_and_file_is_error),
         cmocka_unit_test(test_unknown_key_names_key_and_line),
         cmocka_unit_test(test_unknown_env_variable),
+        cmocka_unit_test(test_kubernetes_service_links_are_not_settings),
         cmocka_unit_test(test_bad_values_name_key),
         cmocka_unit_test(test_unreadable_and_malformed_file),
         cmocka_unit_test(test_secret_never_in_errors),

@@ -57,6 +57,12 @@ int th_cmd_accounts(const struct th_config *cfg, int argc, char *const *argv, FI
  */
 int th_cmd_outbox(const struct th_config *cfg, int argc, char *const *argv, FILE *out);
 
+/**
+ * `trailhook config`: the effective configuration on @p out, one setting a line with its
+ * environment variable, then the destinations; secrets redacted, URLs cut to their origin.
+ */
+int th_cmd_config(const struct th_config *cfg, FILE *out);
+
 /** `trailhook healthcheck [URL]`: 0 when URL (default: the listen address's /healthz) is 200. */
 int th_cmd_healthcheck(const struct th_config *cfg, const char *url);
 

@@ -98,6 +98,25 @@ void th_config_defaults(struct th_config *cfg);
 enum th_err th_config_load(const char *path, char *const *envp, struct th_config *cfg, char *err,
                            size_t errlen);
 
+/** One top-level setting, as `trailhook config` and the README's reference name it. */
+struct th_config_key {
+    const char *key; /**< file key; "state.backend" is `backend` under `state:` */
+    char env[64];    /**< its environment variable, e.g. TRAILHOOK_STATE_BACKEND */
+    bool secret;     /**< never shown; also read from <key>_file / TRAILHOOK_<KEY>_FILE */
+};
+
+/** The number of top-level settings, in the order config/trailhook.yml documents them. */
+size_t th_config_nkeys(void);
+
+/** Describes setting @p i (< th_config_nkeys()). */
+void th_config_key_info(size_t i, struct th_config_key *out);
+
+/**
+ * Setting @p i's value in @p cfg as text: "" when unset, lists comma-separated, and
+ * "<redacted>" for a secret that is set.
+ */
+void th_config_format(const struct th_config *cfg, size_t i, char *buf, size_t len);
+
 /** Frees everything @p cfg owns and zeroes it. */
 void th_config_cleanup(struct th_config *cfg);
 

@@ -28,7 +28,7 @@ import uuid
 import harness
 from harness import (API_KEY, API_KEY_2, BASIC_PASS, BASIC_USER, RULE_ID, Service,
                      ServiceTestCase, dumps, free_port, matching_event, non_matching_event,
-                     outbox_cli, run_cli, unique_image_id, write_config)
+                     outbox_cli, run_cli, unique, unique_image_id, write_config)
 from receiver import Receiver, Reply, pagerduty_ok, slack_ok, webhook_ok
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -899,6 +899,19 @@ class HealthcheckTest(ServiceTestCase):
         # A stopped service is unhealthy.
         self.assertEqual(svc.stop(), 0)
         self.assertEqual(run_cli(["healthcheck", url], timeout=30).returncode, 1)
+
+
+
+class SecondInstanceTest(ServiceTestCase):
+    def test_a_second_service_on_a_taken_port_refuses_to_start(self):
+        # A leftover instance sharing the port would silently take half the traffic.
+        first = Service(self).start()
+        second = Service(self)
+        second.port = first.port
+        second.spawn()
+        self.assertNotEqual(second.wait_exit(10), 0)
+        self.assertIn("cannot listen", second.stderr_text())
+        self.assertEqual(first.post_events(dumps(non_matching_event(unique()))).status, 202)
 
 
 if __name__ == "__main__":
