@@ -104,7 +104,7 @@ static void print_record(FILE *out, const char *file, size_t index, const json_t
 static int eval_one(const struct th_config *cfg, struct th_engine_run *run, const char *path,
                     bool name_file, FILE *out)
 {
-    struct th_input_limits lim = {cfg->max_inflated_bytes, SIZE_MAX, cfg->max_json_depth};
+    struct th_input_limits lim = {cfg->max_inflated_bytes, SIZE_MAX, cfg->max_json_depth, 0};
     struct th_input in;
     struct th_input_error ierr;
     char *data = NULL;

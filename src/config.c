@@ -84,6 +84,11 @@ static const struct key_def keys[] = {
     {"max_inflated_bytes", KIND_SIZE, false, FIELD(max_inflated_bytes), 0, 1, 16 * GIB},
     {"max_events", KIND_SIZE, false, FIELD(max_events), 0, 1, 10000000},
     {"max_json_depth", KIND_SIZE, false, FIELD(max_json_depth), 0, 1, 2048},
+    {"max_string_bytes", KIND_SIZE, false, FIELD(max_string_bytes), 0, 16, GIB},
+    {"max_header_bytes", KIND_SIZE, false, FIELD(max_header_bytes), 0, 4096, 1 << 20},
+    {"max_connections", KIND_INT, false, FIELD(max_connections), 0, 16, 1000000},
+    {"connection_timeout_seconds", KIND_SECONDS, false, FIELD(connection_timeout_seconds), 0, 1,
+     3600},
     {"workers", KIND_INT, false, FIELD(workers), 0, 1, 1024},
     {"queue_capacity", KIND_SIZE, false, FIELD(queue_capacity), 0, 1, 1000000},
     {"log_level", KIND_LOG_LEVEL, false, FIELD(log_level), 0, 0, 0},
@@ -1209,6 +1214,10 @@ void th_config_defaults(struct th_config *cfg)
     cfg->max_inflated_bytes = 67108864;
     cfg->max_events = 100000;
     cfg->max_json_depth = 64;
+    cfg->max_string_bytes = 1048576;
+    cfg->max_header_bytes = 16384;
+    cfg->max_connections = 4096;
+    cfg->connection_timeout_seconds = 30;
     /* At least two, so one slow request cannot stall evaluation on a one-CPU container. */
     cfg->workers = cpus > 2 ? (int)(cpus < 1024 ? cpus : 1024) : 2;
     cfg->queue_capacity = 1024;

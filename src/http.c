@@ -522,7 +522,7 @@ static struct MHD_Daemon *start_daemon(struct th_listener *l, const char *addr, 
 {
     struct th_server *srv = l->srv;
     struct sockaddr_storage sa;
-    struct MHD_OptionItem opts[10];
+    struct MHD_OptionItem opts[12];
     size_t n = 0;
     memset(&sa, 0, sizeof(sa));
     if (resolve(addr, &sa, err, errlen) != TH_OK || !load_tls(l, err, errlen)) {
@@ -537,8 +537,15 @@ static struct MHD_Daemon *start_daemon(struct th_listener *l, const char *addr, 
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, srv};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &sa};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, 1000, NULL};
+    /* Idle and trickling clients (slowloris) are closed after the timeout; until then each costs
+     * one descriptor and a memory pool that grows only as its headers arrive, so the limit can be
+     * far above the number of real senders. Headers beyond the pool are answered 431. */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+                                        (intptr_t)srv->cfg->connection_timeout_seconds, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                        (intptr_t)srv->cfg->max_connections, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                        (intptr_t)srv->cfg->max_header_bytes, NULL};
     /* SO_REUSEPORT on a TLS ingest socket: a certificate reload starts the next daemon on the
      * same address before the current one stops, so the port never refuses a connection. Only
      * there: elsewhere a second trailhook on the same port must fail to start, not share it. */

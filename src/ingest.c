@@ -234,6 +234,7 @@ static void commit(struct th_store *st, const struct th_input *in, struct work *
                th_store_last_error(st));
         answer_error(out, 503, "the store cannot take writes now; nothing was applied", 0, 0, -1);
         out->retry_after = 5;
+        out->store_failed = true;
     } else {
         for (size_t i = 0; i < w->nmatches; i++) {
             size_t k = spec_index(w->specs, w->match_specs[i]);
@@ -305,7 +306,8 @@ void th_ingest_process(const struct th_config *cfg, const struct th_spec_set *sp
                        struct th_store *st, const char *body, size_t len,
                        struct th_ingest_result *out)
 {
-    struct th_input_limits lim = {cfg->max_inflated_bytes, cfg->max_events, cfg->max_json_depth};
+    struct th_input_limits lim = {cfg->max_inflated_bytes, cfg->max_events, cfg->max_json_depth,
+                                  cfg->max_string_bytes};
     struct th_input in;
     struct th_input_error ierr;
 

@@ -116,17 +116,29 @@ enum th_err th_input_inflate(const char *data, size_t len, size_t max_out, char 
     return TH_OK;
 }
 
-/* Rejects nesting deeper than max before jansson recurses into it. */
-static enum th_err check_depth(const char *d, size_t len, size_t max, struct th_input_error *err)
+/*
+ * One pass over the text before jansson sees it: nesting deeper than max_depth would make
+ * jansson recurse that deep, and a string longer than max_string_bytes would be copied whole.
+ */
+static enum th_err check_shape(const char *d, size_t len, const struct th_input_limits *lim,
+                               struct th_input_error *err)
 {
     size_t depth = 0;
+    size_t string_start = 0;
+    long string_line = 1;
+    long string_column = 1;
     long line = 1;
     size_t line_start = 0;
     bool in_string = false;
+    size_t max_string = lim->max_string_bytes > 0 ? lim->max_string_bytes : SIZE_MAX;
 
     for (size_t i = 0; i < len; i++) {
         char c = d[i];
         if (in_string) {
+            if (i - string_start >= max_string) { /* the quotes count too */
+                return fail(err, TH_ETOOBIG, string_line, string_column, -1,
+                            "JSON string longer than %zu bytes", max_string);
+            }
             if (c == '\\') {
                 i++;
             } else if (c == '"') {
@@ -134,10 +146,13 @@ static enum th_err check_depth(const char *d, size_t len, size_t max, struct th_
             }
         } else if (c == '"') {
             in_string = true;
+            string_start = i;
+            string_line = line;
+            string_column = (long)(i - line_start) + 1;
         } else if (c == '{' || c == '[') {
-            if (++depth > max) {
+            if (++depth > lim->max_depth) {
                 return fail(err, TH_EPARSE, line, (long)(i - line_start) + 1, -1,
-                            "JSON nested deeper than %zu levels", max);
+                            "JSON nested deeper than %zu levels", lim->max_depth);
             }
         } else if (c == '}' || c == ']') {
             depth -= depth > 0;
@@ -300,7 +315,7 @@ static enum th_input_form form_of(const struct th_input *in)
 static enum th_err parse_text(const char *d, size_t len, const struct th_input_limits *lim,
                               struct th_input *out, struct th_input_error *err)
 {
-    enum th_err rc = check_depth(d, len, lim->max_depth, err);
+    enum th_err rc = check_shape(d, len, lim, err);
     if (rc == TH_OK) {
         rc = parse_docs(out, d, len, err);
     }

@@ -59,6 +59,16 @@ static void keep_restart_only(struct th_config *next, const struct th_config *ru
         next->workers = run->workers;
         next->queue_capacity = run->queue_capacity;
     }
+    if (next->max_header_bytes != run->max_header_bytes ||
+        next->max_connections != run->max_connections ||
+        next->connection_timeout_seconds != run->connection_timeout_seconds) {
+        th_log(TH_LOG_WARN, "reload",
+               "max_header_bytes, max_connections and connection_timeout_seconds change only "
+               "after a restart; keeping them");
+        next->max_header_bytes = run->max_header_bytes;
+        next->max_connections = run->max_connections;
+        next->connection_timeout_seconds = run->connection_timeout_seconds;
+    }
 }
 
 /* Loads what a reload would put in effect; NULL (logged) on any error. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +46,10 @@ static void *worker_main(void *p)
         th_server_metrics_ingest(srv, &req->result);
         if (req->result.new_alerts) {
             th_deliverer_notify(srv->deliverer);
+        }
+        /* /readyz says so at once; the housekeeper's probe says when the store writes again. */
+        if (req->result.store_failed) {
+            atomic_store(&srv->status.store_writable, false);
         }
         pthread_rwlock_unlock(&srv->rt_lock);
         th_log(TH_LOG_DEBUG, "ingest", "%s: %u, %zu events (%s), %zu matched", req->request_id,
@@ -215,6 +220,30 @@ static int wait_for_stop(struct th_server *srv, sigset_t *set)
     }
 }
 
+/*
+ * Every open connection holds a descriptor. Many systems start processes with a soft limit of
+ * 1024, which a thousand idle clients would exhaust; raise it towards the hard limit so that
+ * max_connections, not EMFILE, decides when connections are refused.
+ */
+static void raise_descriptor_limit(const struct th_config *cfg)
+{
+    struct rlimit rl;
+    rlim_t listeners = cfg->admin_listen != NULL ? 2 : 1;
+    rlim_t want = (rlim_t)cfg->max_connections * listeners + 256;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) {
+        return;
+    }
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want) {
+        th_log(TH_LOG_WARN, "server",
+               "the descriptor limit (%llu) is below max_connections; connections beyond about "
+               "%llu will be refused",
+               (unsigned long long)rl.rlim_cur,
+               (unsigned long long)(rl.rlim_cur > 256 ? (rl.rlim_cur - 256) / listeners : 0));
+    }
+}
+
 static int run(struct th_server *srv, sigset_t *set)
 {
     char err[512] = "";
@@ -225,6 +254,7 @@ static int run(struct th_server *srv, sigset_t *set)
         return TH_EXIT_USAGE;
     }
     th_server_metrics_init(srv);
+    raise_descriptor_limit(srv->cfg);
     if (start_workers(srv) != TH_OK || th_deliverer_start(srv->deliverer) != TH_OK ||
         th_http_start(srv, err, sizeof(err)) != TH_OK) {
         fprintf(stderr, "trailhook: %s\n", err[0] != '\0' ? err : "cannot start threads");

@@ -6,6 +6,7 @@
  * account set and housekeeping; store_alerts.c applies requests, store_outbox.c drains.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -810,6 +811,42 @@ enum th_err th_store_prune(struct th_store *st, int64_t now_ms, int64_t seen_ttl
     return rc;
 }
 
+/*
+ * The database's probe below can pass on a full disk: SQLite reuses the room its write-ahead log
+ * already has. A request's commit may need more, so the disk must also have room for new blocks:
+ * writing this much next to the database (and removing it) tells.
+ */
+#define PROBE_SPACE_BYTES 65536
+
+static enum th_err probe_space(struct th_store *st)
+{
+    static const char zeros[4096];
+    char path[4096];
+    const char *db = sqlite3_db_filename(st->db, "main");
+    enum th_err rc = TH_OK;
+
+    if (db == NULL || db[0] == '\0') {
+        return TH_OK; /* an in-memory database: no disk */
+    }
+    snprintf(path, sizeof(path), "%s-probe", db);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    for (size_t done = 0; fd >= 0 && rc == TH_OK && done < PROBE_SPACE_BYTES;) {
+        ssize_t n = write(fd, zeros, sizeof(zeros));
+        rc = n > 0 ? TH_OK : TH_EIO;
+        done += n > 0 ? (size_t)n : 0;
+    }
+    if (fd < 0 || rc != TH_OK || fsync(fd) != 0) {
+        snprintf(st->last_error, sizeof(st->last_error), "space probe: %.160s: %s", path,
+                 strerror(errno));
+        rc = TH_EIO;
+    }
+    if (fd >= 0) {
+        close(fd);
+        unlink(path);
+    }
+    return rc;
+}
+
 enum th_err th_store_check_writable(struct th_store *st)
 {
     const struct th_store_param p[] = {p_int(th_clock_now_ms())};
@@ -831,5 +868,5 @@ enum th_err th_store_check_writable(struct th_store *st)
         rc = src == SQLITE_OK ? TH_OK : th_store_db_fail(st, src, "probe flush");
     }
     th_store_tx_rollback(st);
-    return rc;
+    return rc == TH_OK ? probe_space(st) : rc;
 }

@@ -84,6 +84,10 @@ static void assert_default_scalars(const struct th_config *cfg)
     assert_int_equal(cfg->max_inflated_bytes, 67108864);
     assert_int_equal(cfg->max_events, 100000);
     assert_int_equal(cfg->max_json_depth, 64);
+    assert_int_equal(cfg->max_string_bytes, 1048576);
+    assert_int_equal(cfg->max_header_bytes, 16384);
+    assert_int_equal(cfg->max_connections, 4096);
+    assert_int_equal(cfg->connection_timeout_seconds, 30);
     assert_true(cfg->workers >= 2);
     assert_int_equal(cfg->queue_capacity, 1024);
     assert_int_equal(cfg->log_level, TH_LOG_INFO);

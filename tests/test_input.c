@@ -13,7 +13,7 @@
 
 #define REC(id) "{\"eventName\":\"ModifyImageAttribute\",\"eventID\":\"" id "\"}"
 
-static const struct th_input_limits limits = {1 << 20, 1000, 32};
+static const struct th_input_limits limits = {1 << 20, 1000, 32, 64};
 
 static enum th_err parse(const char *text, struct th_input *in, struct th_input_error *err)
 {
@@ -122,7 +122,7 @@ static void limits_are_enforced(void **state)
     struct th_input in;
     struct th_input_error err;
     char deep[200];
-    struct th_input_limits small = {1 << 20, 2, 32};
+    struct th_input_limits small = {1 << 20, 2, 32, 64};
     (void)state;
     memset(deep, '[', 100);
     memset(deep + 100, ']', 99);
@@ -132,6 +132,33 @@ static void limits_are_enforced(void **state)
     th_input_cleanup(&in);
     const char *three = "[" REC("1") "," REC("2") "," REC("3") "]";
     assert_int_equal(th_input_parse(three, strlen(three), &small, &in, &err), TH_ETOOBIG);
+    th_input_cleanup(&in);
+}
+
+/* limits.max_string_bytes is 64: the quotes and escapes of a string count toward it. */
+static void long_strings_are_refused_where_they_start(void **state)
+{
+    struct th_input in;
+    struct th_input_error err;
+    char text[256];
+    (void)state;
+    /* 62 characters between the quotes: 64 bytes in all, the most allowed. */
+    snprintf(text, sizeof(text), "{\"eventName\":\"%.*s\"}", 62,
+             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    assert_int_equal(parse(text, &in, &err), TH_OK);
+    th_input_cleanup(&in);
+    snprintf(text, sizeof(text), "{\"eventName\":\n  \"%.*s\"}", 63,
+             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    assert_int_equal(parse(text, &in, &err), TH_ETOOBIG);
+    assert_non_null(strstr(err.message, "longer than 64 bytes"));
+    assert_int_equal(err.line, 2);
+    assert_int_equal(err.column, 3);
+    th_input_cleanup(&in);
+    /* Escaped quotes do not end the string early. */
+    snprintf(text, sizeof(text), "{\"eventName\":\"%s\"}",
+             "\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\""
+             "\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"");
+    assert_int_equal(parse(text, &in, &err), TH_ETOOBIG);
     th_input_cleanup(&in);
 }
 
@@ -166,7 +193,7 @@ static void gzip_bodies_are_inflated_and_bounded(void **state)
     big[(1 << 20) - 1] = '\0';
     unsigned char *zbuf = malloc(1 << 16);
     n = gzip(big, zbuf, 1 << 16);
-    struct th_input_limits tight = {1 << 16, 10, 32};
+    struct th_input_limits tight = {1 << 16, 10, 32, 64};
     assert_int_equal(th_input_parse((char *)zbuf, n, &tight, &in, &err), TH_ETOOBIG);
     th_input_cleanup(&in);
     /* Truncated gzip is a clear parse error. */
@@ -201,6 +228,7 @@ int main(void)
         cmocka_unit_test(malformed_json_says_line_and_column),
         cmocka_unit_test(not_cloudtrail_records_are_flagged),
         cmocka_unit_test(limits_are_enforced),
+        cmocka_unit_test(long_strings_are_refused_where_they_start),
         cmocka_unit_test(gzip_bodies_are_inflated_and_bounded),
         cmocka_unit_test(numbers_python_reads_are_read),
     };

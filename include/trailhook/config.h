@@ -58,12 +58,16 @@ struct th_config {
     char *api_key_header; /**< default "X-Api-Key" */
     char **basic_auth;    /**< "user:password" entries, secrets */
     size_t nbasic_auth;
-    char *state_dir;                /**< default "./var" */
-    char *rules_dir;                /**< NULL: the specs compiled into the binary */
-    size_t max_body_bytes;          /**< default 10485760 */
-    size_t max_inflated_bytes;      /**< gzip bodies after inflation, default 67108864 */
-    size_t max_events;              /**< per request, default 100000 */
-    size_t max_json_depth;          /**< default 64 */
+    char *state_dir;                    /**< default "./var" */
+    char *rules_dir;                    /**< NULL: the specs compiled into the binary */
+    size_t max_body_bytes;              /**< default 10485760 */
+    size_t max_inflated_bytes;          /**< gzip bodies after inflation, default 67108864 */
+    size_t max_events;                  /**< per request, default 100000 */
+    size_t max_json_depth;              /**< default 64 */
+    size_t max_string_bytes;            /**< longest JSON string in a request, default 1048576 */
+    size_t max_header_bytes;            /**< a request's line and headers, default 16384 */
+    int max_connections;                /**< open connections per listener, default 4096 */
+    int64_t connection_timeout_seconds; /**< an idle connection is closed, default 30 */
     int workers;                    /**< evaluation threads, default: number of CPUs (at least 2) */
     size_t queue_capacity;          /**< pending requests, default 1024 */
     enum th_log_level log_level;    /**< default info */

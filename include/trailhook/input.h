@@ -31,6 +31,7 @@ struct th_input_limits {
     size_t max_inflated_bytes; /**< gzip input after inflation (0: no inflation allowed) */
     size_t max_events;         /**< records after unwrapping */
     size_t max_depth;          /**< JSON nesting */
+    size_t max_string_bytes;   /**< longest JSON string (raw, escapes included); 0: no limit */
 };
 
 struct th_input_error {

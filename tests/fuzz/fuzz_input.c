@@ -5,7 +5,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct th_input_limits lim = {1 << 20, 10000, 64};
+    struct th_input_limits lim = {1 << 20, 10000, 64, 4096};
     struct th_input in;
     struct th_input_error err;
     th_input_parse((const char *)data, size, &lim, &in, &err);

@@ -10,6 +10,9 @@ Answers come from a per-path script: a list of Reply consumed in order, then the
   hang(seconds)                 read the request, then sleep and close without answering
   down() / up()                 close the listening socket (and open connections), then listen
                                 again on the same port
+Broken answers (for fault injection), as scripted or fail_randomly replies:
+  Reply(None, reset=True)       read the request, then reset the connection (RST, no answer)
+  Reply(None, raw=b"...")       read the request, write these bytes (not HTTP), then close
 TLS: pass an ssl.SSLContext (server side); handshakes happen on the connection's own thread, and
 failed handshakes are counted in tls_failures (no request is recorded for them).
 
@@ -21,10 +24,12 @@ a request the receiver did not answer (hang, down while serving) has answered No
 import email.utils
 import http.server
 import json
+import os
 import random
 import socket
 import socketserver
 import ssl
+import struct
 import threading
 import time
 
@@ -33,10 +38,16 @@ __all__ = ["Reply", "Request", "Receiver", "slack_ok", "pagerduty_ok", "webhook_
 
 
 class Reply:
-    """One scripted answer. status None: send nothing and close the connection after @p delay."""
+    """One scripted answer. status None: send nothing and close the connection after @p delay.
+    @p reset: after @p delay, reset the connection (TCP RST) instead of answering.
+    @p raw: after @p delay, write these bytes as they are (garbage, not HTTP) and close.
+    Neither counts as answered."""
 
-    def __init__(self, status=200, body=b"", headers=None, delay=0.0, content_type=None):
+    def __init__(self, status=200, body=b"", headers=None, delay=0.0, content_type=None,
+                 reset=False, raw=None):
         self.status = status
+        self.reset = reset
+        self.raw = raw
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             content_type = content_type or "application/json"
@@ -160,6 +171,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         reply = rcv._record_and_choose(req)
         if reply.delay > 0:
             rcv._sleep(reply.delay)
+        if reply.reset or reply.raw is not None:
+            self._break_connection(reply)
+            return
         if reply.status is None:
             self.close_connection = True
             try:
@@ -190,6 +204,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             req.answered = reply.status
             req.answered_at = time.monotonic()
             rcv._cond.notify_all()
+
+    def _break_connection(self, reply):
+        """Garbage and/or a reset instead of an answer (req.answered stays None)."""
+        self.close_connection = True
+        sock = self.connection
+        if reply.raw is not None:
+            try:
+                sock.sendall(reply.raw)
+            except OSError:
+                pass
+        try:
+            if reply.reset:
+                # SO_LINGER 0: closing sends RST at once (no FIN, unsent data discarded).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                os.close(sock.detach())
+            else:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     do_POST = _handle
     do_PUT = _handle
