@@ -53,6 +53,7 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         ca-certificates \
         libcurl4 \
+        libhiredis0.14 \
         libjansson4 \
         libmicrohttpd12 \
         libsqlite3-0 \

@@ -92,13 +92,13 @@ int th_cmd_accounts(const struct th_config *cfg, int argc, char *const *argv, FI
         return TH_EXIT_USAGE;
     }
     /* A mistyped state_dir must not look like an empty store (nor create one). */
-    if (strcmp(argv[0], "add") != 0 && !th_store_exists(cfg->state_dir)) {
+    if (strcmp(argv[0], "add") != 0 && !th_store_exists_config(cfg)) {
         fprintf(stderr,
                 "trailhook accounts: no trailhook store in %s (check --state-dir / state_dir)\n",
                 cfg->state_dir);
         return TH_EXIT_USAGE;
     }
-    if (th_store_open(cfg->state_dir, TH_STORE_READWRITE, &st, err, sizeof(err)) != TH_OK) {
+    if (th_store_open_config(cfg, TH_STORE_READWRITE, &st, err, sizeof(err)) != TH_OK) {
         fprintf(stderr, "trailhook accounts: %s\n", err);
         return TH_EXIT_USAGE;
     }

@@ -34,16 +34,25 @@ static void print_setting(FILE *out, const char *key, const char *value, const c
     fprintf(out, "  # %s\n", env);
 }
 
-/* A destination's URL without its path and query, which may carry a token (Slack's does). */
+/*
+ * A URL as scheme://host:port/… : without user:password@ and without its path and query, either
+ * of which may carry a token (Slack's path does).
+ */
 static void url_origin(const char *url, char *buf, size_t len)
 {
-    const char *host = url != NULL ? strstr(url, "://") : NULL;
-    if (host == NULL) {
-        snprintf(buf, len, "%s", "");
+    const char *scheme_end = url != NULL ? strstr(url, "://") : NULL;
+    if (scheme_end == NULL) {
+        snprintf(buf, len, "%s", url != NULL && url[0] != '\0' ? "<redacted>" : "");
         return;
     }
-    size_t n = strcspn(host + 3, "/?#") + (size_t)(host + 3 - url);
-    snprintf(buf, len, "%.*s/…", (int)n, url);
+    const char *host = scheme_end + 3;
+    size_t authority = strcspn(host, "/?#");
+    size_t userinfo = 0; /* up to and including the last '@' of the authority */
+    for (size_t i = 0; i < authority; i++) {
+        userinfo = host[i] == '@' ? i + 1 : userinfo;
+    }
+    snprintf(buf, len, "%.*s%.*s/…", (int)(scheme_end + 3 - url), url, (int)(authority - userinfo),
+             host + userinfo);
 }
 
 static void print_destination(FILE *out, const struct th_config_dest *d)

@@ -154,7 +154,7 @@ static void load_accounts(const struct th_config *cfg, struct th_accounts *set)
 {
     struct th_store *st = NULL;
     json_t *list = NULL;
-    if (th_store_open(cfg->state_dir, TH_STORE_READONLY, &st, NULL, 0) != TH_OK) {
+    if (th_store_open_config(cfg, TH_STORE_READONLY, &st, NULL, 0) != TH_OK) {
         return;
     }
     if (th_store_accounts_list(st, &list) == TH_OK) {

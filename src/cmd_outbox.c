@@ -87,13 +87,13 @@ int th_cmd_outbox(const struct th_config *cfg, int argc, char *const *argv, FILE
         return TH_EXIT_USAGE;
     }
     /* A mistyped state_dir must not look like an empty store (nor create one). */
-    if (true && !th_store_exists(cfg->state_dir)) {
+    if (!th_store_exists_config(cfg)) {
         fprintf(stderr,
                 "trailhook outbox: no trailhook store in %s (check --state-dir / state_dir)\n",
                 cfg->state_dir);
         return TH_EXIT_USAGE;
     }
-    if (th_store_open(cfg->state_dir, TH_STORE_READWRITE, &st, err, sizeof(err)) != TH_OK) {
+    if (th_store_open_config(cfg, TH_STORE_READWRITE, &st, err, sizeof(err)) != TH_OK) {
         fprintf(stderr, "trailhook outbox: %s\n", err);
         return TH_EXIT_USAGE;
     }

@@ -102,6 +102,8 @@ static const struct key_def keys[] = {
     {"pagerduty_url", KIND_URL, false, FIELD(pagerduty_url), 0, 0, 0},
     {"state.backend", KIND_BACKEND, false, FIELD(state_backend), 0, 0, 0},
     {"state.redis_url", KIND_REDIS_URL, true, FIELD(state_redis_url), 0, 0, 0},
+    {"state.claim_after_seconds", KIND_SECONDS, false, FIELD(state_claim_after_seconds), 0, 1,
+     3600},
     {"tls_cert_file", KIND_TEXT, false, FIELD(tls_cert_file), 0, 0, 0},
     {"tls_key_file", KIND_TEXT, false, FIELD(tls_key_file), 0, 0, 0},
     {"drain_grace_seconds", KIND_SECONDS, false, FIELD(drain_grace_seconds), 0, 0, 3600},
@@ -1228,6 +1230,7 @@ void th_config_defaults(struct th_config *cfg)
     cfg->drain_grace_seconds = 10;
     cfg->pagerduty_url = th_xstrdup("https://events.pagerduty.com/v2/enqueue");
     cfg->state_backend = th_xstrdup("sqlite");
+    cfg->state_claim_after_seconds = 60;
 }
 
 enum th_err th_config_load(const char *path, char *const *envp, struct th_config *cfg, char *err,
@@ -1271,6 +1274,23 @@ static void format_list(char *const *items, size_t n, char *buf, size_t len)
     }
 }
 
+/* A URL with any user:password@ shown as <redacted>@: libcurl would send it as credentials. */
+static void format_url(const char *url, char *buf, size_t len)
+{
+    const char *scheme_end = strstr(url, "://");
+    const char *host = scheme_end != NULL ? scheme_end + 3 : url;
+    size_t authority = strcspn(host, "/?#");
+    size_t userinfo = 0;
+    for (size_t i = 0; i < authority; i++) {
+        userinfo = host[i] == '@' ? i + 1 : userinfo;
+    }
+    if (userinfo == 0) {
+        snprintf(buf, len, "%s", url);
+    } else {
+        snprintf(buf, len, "%.*s<redacted>@%s", (int)(host - url), url, host + userinfo);
+    }
+}
+
 void th_config_format(const struct th_config *cfg, size_t i, char *buf, size_t len)
 {
     const struct key_def *def = &keys[i];
@@ -1285,6 +1305,8 @@ void th_config_format(const struct th_config *cfg, size_t i, char *buf, size_t l
         snprintf(buf, len, "%s", "<redacted>");
     } else if (is_list(def)) {
         format_list(*(char ***)f, *(size_t *)((char *)cfg + def->count_off), buf, len);
+    } else if (def->kind == KIND_URL) {
+        format_url(*(char **)f, buf, len);
     } else if (is_text_kind(def)) {
         snprintf(buf, len, "%s", *(char **)f);
     } else if (def->kind == KIND_SIZE) {

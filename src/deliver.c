@@ -282,7 +282,10 @@ static bool claim(struct dest_state *ds, struct th_store *st, struct th_outbox_r
     int64_t now = th_clock_now_ms();
     pthread_mutex_lock(&ds->lock);
     *hold_until = now < ds->hold_until_ms ? ds->hold_until_ms : 0;
-    if (*hold_until == 0 && th_store_outbox_due(st, ds->cfg->name, now, rows, BATCH, &n) == TH_OK) {
+    /* Rows a shared (Redis) outbox returns are this lane's until done: take one at a time, so
+     * the destination's other lanes and replicas get the rest. */
+    size_t want = th_store_outbox_takes_rows(st) ? 1 : BATCH;
+    if (*hold_until == 0 && th_store_outbox_due(st, ds->cfg->name, now, rows, want, &n) == TH_OK) {
         for (size_t i = 0; i < n && !found; i++) {
             if (!in_flight(ds, rows[i].id)) {
                 *out = rows[i];
@@ -347,7 +350,7 @@ static void *lane_main(void *arg)
     struct th_dest_io io = {NULL, stdout, 0};
     char err[256] = "";
 
-    if (th_store_open(l->d->cfg->state_dir, TH_STORE_READWRITE, &st, err, sizeof(err)) != TH_OK) {
+    if (th_store_open_config(l->d->cfg, TH_STORE_READWRITE, &st, err, sizeof(err)) != TH_OK) {
         th_log(TH_LOG_ERROR, "deliver", "%s: cannot open the store: %s", l->ds->cfg->name, err);
         return NULL;
     }
@@ -385,7 +388,7 @@ static void *housekeeper_main(void *arg)
     int64_t last_prune = 0;
     uint64_t gen = 0;
 
-    if (th_store_open(d->cfg->state_dir, TH_STORE_READWRITE, &st, err, sizeof(err)) != TH_OK) {
+    if (th_store_open_config(d->cfg, TH_STORE_READWRITE, &st, err, sizeof(err)) != TH_OK) {
         th_log(TH_LOG_ERROR, "store", "housekeeping cannot open the store: %s", err);
         atomic_store(&d->status->store_writable, false);
         return NULL;

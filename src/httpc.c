@@ -135,7 +135,10 @@ static enum th_err failure(struct th_httpc_response *resp, CURLcode rc, const ch
         return TH_ETEMP;
     }
     resp->failure = TH_HTTPC_NETWORK;
-    return rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL ? TH_EINVAL : TH_ETEMP;
+    /* Only a URL libcurl cannot parse is hopeless (the loader already refuses other schemes).
+     * CURLE_UNSUPPORTED_PROTOCOL also means a receiver that answered something other than HTTP
+     * ("Received HTTP/0.9"): a broken or restarting receiver, worth retrying like a reset. */
+    return rc == CURLE_URL_MALFORMAT ? TH_EINVAL : TH_ETEMP;
 }
 
 enum th_err th_httpc_post(struct th_httpc *c, const struct th_httpc_request *req,

@@ -80,22 +80,27 @@ static bool auth_policy_ok(const struct th_server *srv)
     if (th_auth_configured(srv->cfg) || srv->insecure_no_auth) {
         return true;
     }
-    if (is_loopback(srv->cfg->listen)) {
+    /* The admin listener serves /alerts and /-/reload: it needs credentials as much. */
+    const char *open_addr = !is_loopback(srv->cfg->listen) ? srv->cfg->listen
+                            : srv->cfg->admin_listen != NULL && !is_loopback(srv->cfg->admin_listen)
+                                ? srv->cfg->admin_listen
+                                : NULL;
+    if (open_addr == NULL) {
         return true;
     }
     fprintf(stderr,
             "trailhook: refusing to listen on %s without credentials: set api_keys or "
             "basic_auth (TRAILHOOK_API_KEYS), listen on 127.0.0.1, or pass --insecure-no-auth\n",
-            srv->cfg->listen);
+            open_addr);
     return false;
 }
 
 static enum th_err open_stores(struct th_server *srv, char *err, size_t errlen)
 {
-    const char *dir = srv->cfg->state_dir;
-    enum th_err rc = th_store_open(dir, TH_STORE_READWRITE, &srv->read_store, err, errlen);
+    const struct th_config *cfg = srv->cfg;
+    enum th_err rc = th_store_open_config(cfg, TH_STORE_READWRITE, &srv->read_store, err, errlen);
     for (size_t i = 0; rc == TH_OK && i < srv->nworkers; i++) {
-        rc = th_store_open(dir, TH_STORE_READWRITE, &srv->worker_stores[i], err, errlen);
+        rc = th_store_open_config(cfg, TH_STORE_READWRITE, &srv->worker_stores[i], err, errlen);
     }
     if (rc == TH_OK) {
         atomic_store(&srv->status.store_writable,
@@ -266,7 +271,8 @@ static int run(struct th_server *srv, sigset_t *set)
            srv->cfg->tls_cert_file != NULL ? "https" : "http", srv->cfg->listen,
            srv->cfg->admin_listen != NULL ? ", admin on http://" : "",
            srv->cfg->admin_listen != NULL ? srv->cfg->admin_listen : "", srv->specs->nspecs,
-           srv->cfg->workers, srv->cfg->state_dir);
+           srv->cfg->workers,
+           strcmp(srv->cfg->state_backend, "redis") == 0 ? "in redis" : srv->cfg->state_dir);
     int sig = wait_for_stop(srv, set);
     th_log(TH_LOG_INFO, "server", "signal %d: draining", sig);
     pthread_t t;

@@ -18,10 +18,12 @@
 #include <sqlite3.h>
 
 #include "trailhook/clock.h"
+#include "trailhook/config.h"
 #include "trailhook/log.h"
 #include "trailhook/mem.h"
 #include "trailhook/store.h"
 #include "store_int.h"
+#include "store_redis.h"
 
 #define BUSY_TIMEOUT_MS 5000
 #define MS_PER_MINUTE   ((int64_t)60 * 1000)
@@ -680,6 +682,28 @@ out:
     return rc;
 }
 
+enum th_err th_store_open_config(const struct th_config *cfg, enum th_store_mode mode,
+                                 struct th_store **out, char *err, size_t errlen)
+{
+    if (strcmp(cfg->state_backend, "redis") != 0) {
+        return th_store_open(cfg->state_dir, mode, out, err, errlen);
+    }
+    struct th_store *st = th_xcalloc(1, sizeof(*st));
+    enum th_err rc = th_store_redis_open(st, cfg->state_redis_url, mode,
+                                         cfg->state_claim_after_seconds * 1000, err, errlen);
+    if (rc != TH_OK) {
+        th_store_free(st);
+        st = NULL;
+    }
+    *out = st;
+    return rc;
+}
+
+bool th_store_exists_config(const struct th_config *cfg)
+{
+    return strcmp(cfg->state_backend, "redis") == 0 || th_store_exists(cfg->state_dir);
+}
+
 bool th_store_exists(const char *state_dir)
 {
     char *path = th_xasprintf("%s/%s", state_dir, TH_STORE_DB_NAME);
@@ -692,6 +716,9 @@ void th_store_free(struct th_store *st)
 {
     if (st == NULL) {
         return;
+    }
+    if (st->redis != NULL) {
+        th_store_redis_close(st);
     }
     for (size_t i = 0; i < S_COUNT; i++) {
         sqlite3_finalize(st->stmts[i]);
@@ -710,6 +737,9 @@ const char *th_store_last_error(const struct th_store *st)
 enum th_err th_store_account_add(struct th_store *st, const char *account_id, int64_t expires_ms,
                                  const char *source, int64_t now_ms)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_account_add(st, account_id, expires_ms, source, now_ms);
+    }
     const struct th_store_param p[] = {p_text(account_id), p_int(expires_ms), p_text(source),
                                        p_int(now_ms)};
 
@@ -721,6 +751,9 @@ enum th_err th_store_account_add(struct th_store *st, const char *account_id, in
 
 enum th_err th_store_account_remove(struct th_store *st, const char *account_id)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_account_remove(st, account_id);
+    }
     const struct th_store_param p[] = {p_text(account_id)};
 
     if (st == NULL || account_id == NULL) {
@@ -732,6 +765,9 @@ enum th_err th_store_account_remove(struct th_store *st, const char *account_id)
 enum th_err th_store_account_check(struct th_store *st, const char *account_id, int64_t at_ms,
                                    bool *is_new)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_account_check(st, account_id, at_ms, is_new);
+    }
     const struct th_store_param p[] = {p_text(account_id), p_int(at_ms)};
     sqlite3_stmt *s = NULL;
     enum th_err rc;
@@ -759,6 +795,9 @@ static json_t *account_json(sqlite3_stmt *s)
 
 enum th_err th_store_accounts_list(struct th_store *st, json_t **out)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_accounts_list(st, out);
+    }
     if (st == NULL || out == NULL) {
         return TH_EINVAL;
     }
@@ -793,6 +832,9 @@ static enum th_err prune_all(struct th_store *st, int64_t now_ms, int64_t seen_t
 
 enum th_err th_store_prune(struct th_store *st, int64_t now_ms, int64_t seen_ttl_ms)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_prune(st, now_ms, seen_ttl_ms);
+    }
     enum th_err rc;
 
     if (st == NULL || seen_ttl_ms < 0) {
@@ -849,6 +891,9 @@ static enum th_err probe_space(struct th_store *st)
 
 enum th_err th_store_check_writable(struct th_store *st)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_check_writable(st);
+    }
     const struct th_store_param p[] = {p_int(th_clock_now_ms())};
     int src;
     enum th_err rc;

@@ -14,6 +14,7 @@
 #include "trailhook/mem.h"
 #include "trailhook/store.h"
 #include "store_int.h"
+#include "store_redis.h"
 
 #define MS_PER_MINUTE ((int64_t)60 * 1000)
 #define ALERT_ID_LEN  32
@@ -343,8 +344,9 @@ static bool arrays_ok(const struct th_store_batch *b, const struct th_store_matc
            !(b->nresolutions > 0 && b->resolutions == NULL);
 }
 
-/* Refuses a malformed batch before the transaction, so a bad caller never half-applies. */
-static bool batch_ok(const struct th_store_batch *b, const struct th_store_match_result *results)
+/* Refuses a malformed batch before anything is written, so a bad caller never half-applies
+ * (both backends). */
+bool th_store_batch_ok(const struct th_store_batch *b, const struct th_store_match_result *results)
 {
     if (!arrays_ok(b, results)) {
         return false;
@@ -400,9 +402,12 @@ static enum th_err apply_all(struct th_store *st, const struct th_store_batch *b
 enum th_err th_store_apply(struct th_store *st, const struct th_store_batch *batch, int64_t now_ms,
                            struct th_store_match_result *results)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_apply(st, batch, now_ms, results);
+    }
     enum th_err rc;
 
-    if (st == NULL || batch == NULL || !batch_ok(batch, results)) {
+    if (st == NULL || batch == NULL || !th_store_batch_ok(batch, results)) {
         return TH_EINVAL;
     }
     /* IMMEDIATE takes the write lock up front: two writers never both read a window and then
@@ -456,6 +461,9 @@ static json_t *alert_json(sqlite3_stmt *s)
 
 enum th_err th_store_alert_get(struct th_store *st, const char *alert_id, json_t **out)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_alert_get(st, alert_id, out);
+    }
     const struct th_store_param p[] = {p_text(alert_id)};
 
     if (st == NULL || alert_id == NULL || out == NULL) {
@@ -467,6 +475,9 @@ enum th_err th_store_alert_get(struct th_store *st, const char *alert_id, json_t
 
 enum th_err th_store_alerts_recent(struct th_store *st, size_t limit, json_t **out)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_alerts_recent(st, limit, out);
+    }
     const struct th_store_param p[] = {p_limit(limit)};
 
     if (st == NULL || out == NULL) {
@@ -493,6 +504,9 @@ static json_t *rule_error_json(sqlite3_stmt *s)
 
 enum th_err th_store_rule_error_get(struct th_store *st, int64_t id, json_t **out)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_rule_error_get(st, id, out);
+    }
     const struct th_store_param p[] = {p_int(id)};
 
     if (st == NULL || out == NULL) {

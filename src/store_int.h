@@ -63,6 +63,7 @@ enum th_store_stmt {
 };
 
 struct th_store {
+    struct th_redis *redis; /* non-NULL: the Redis backend (store_redis.c); db is then unused */
     sqlite3 *db;
     sqlite3_stmt *stmts[S_COUNT]; /* prepared on first use, finalized by th_store_free */
     char last_error[256];
@@ -149,5 +150,8 @@ void th_store_json_set_text(json_t *obj, const char *key, const char *v);
  */
 enum th_err th_store_outbox_put_all(struct th_store *st, const char *const *destinations, size_t n,
                                     enum th_outbox_kind kind, const char *ref, int64_t now_ms);
+
+/* Whether a batch is well formed (store_alerts.c); both backends check it before writing. */
+bool th_store_batch_ok(const struct th_store_batch *b, const struct th_store_match_result *results);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "trailhook/store.h"
 #include "store_int.h"
+#include "store_redis.h"
 
 static const char *const kind_names[] = {
     [TH_OUTBOX_ALERT] = "alert",
@@ -51,6 +52,9 @@ static void outbox_row_read(sqlite3_stmt *s, struct th_outbox_row *row)
 enum th_err th_store_outbox_due(struct th_store *st, const char *destination, int64_t now_ms,
                                 struct th_outbox_row *rows, size_t max, size_t *n)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_outbox_due(st, destination, now_ms, rows, max, n);
+    }
     const struct th_store_param p[] = {p_text(destination), p_int(now_ms), p_limit(max)};
     sqlite3_stmt *s = NULL;
     bool row = false;
@@ -77,8 +81,16 @@ enum th_err th_store_outbox_due(struct th_store *st, const char *destination, in
     return rc;
 }
 
+bool th_store_outbox_takes_rows(const struct th_store *st)
+{
+    return st != NULL && st->redis != NULL;
+}
+
 enum th_err th_store_outbox_done(struct th_store *st, int64_t id, int64_t now_ms)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_outbox_done(st, id, now_ms);
+    }
     const struct th_store_param p[] = {p_int(id), p_int(now_ms)};
 
     if (st == NULL) {
@@ -90,6 +102,9 @@ enum th_err th_store_outbox_done(struct th_store *st, int64_t id, int64_t now_ms
 enum th_err th_store_outbox_retry(struct th_store *st, int64_t id, int64_t next_ms,
                                   const char *error, int64_t now_ms)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_outbox_retry(st, id, next_ms, error, now_ms);
+    }
     const struct th_store_param p[] = {p_int(id), p_int(next_ms), p_text(error), p_int(now_ms)};
 
     if (st == NULL) {
@@ -100,6 +115,9 @@ enum th_err th_store_outbox_retry(struct th_store *st, int64_t id, int64_t next_
 
 enum th_err th_store_outbox_dead(struct th_store *st, int64_t id, const char *error, int64_t now_ms)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_outbox_dead(st, id, error, now_ms);
+    }
     const struct th_store_param p[] = {p_int(id), p_text(error), p_int(now_ms)};
 
     if (st == NULL) {
@@ -111,6 +129,9 @@ enum th_err th_store_outbox_dead(struct th_store *st, int64_t id, const char *er
 enum th_err th_store_outbox_counts(struct th_store *st, const char *destination, size_t *pending,
                                    size_t *dead)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_outbox_counts(st, destination, pending, dead);
+    }
     const struct th_store_param p[] = {p_text(destination)};
     sqlite3_stmt *s = NULL;
     bool row = false;
@@ -132,6 +153,9 @@ enum th_err th_store_outbox_counts(struct th_store *st, const char *destination,
 
 enum th_err th_store_outbox_next_due(struct th_store *st, const char *destination, int64_t *next_ms)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_outbox_next_due(st, destination, next_ms);
+    }
     const struct th_store_param p[] = {p_text(destination)};
     enum th_store_stmt id = destination == NULL ? S_OUTBOX_NEXT : S_OUTBOX_NEXT_DEST;
     sqlite3_stmt *s = NULL;
@@ -195,6 +219,9 @@ static bool state_ok(const char *state)
 enum th_err th_store_outbox_list(struct th_store *st, const char *destination, const char *state,
                                  size_t limit, json_t **out)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_outbox_list(st, destination, state, limit, out);
+    }
     const struct th_store_param p[] = {p_text(destination), p_text(state), p_limit(limit)};
 
     if (st == NULL || out == NULL || !state_ok(state)) {
@@ -229,6 +256,9 @@ static enum th_err on_dead_letter(struct th_store *st, enum th_store_stmt id,
 
 enum th_err th_store_outbox_requeue(struct th_store *st, int64_t id, int64_t now_ms)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_outbox_requeue(st, id, now_ms);
+    }
     const struct th_store_param p[] = {p_int(id), p_int(now_ms)};
 
     if (st == NULL) {
@@ -239,6 +269,9 @@ enum th_err th_store_outbox_requeue(struct th_store *st, int64_t id, int64_t now
 
 enum th_err th_store_outbox_drop(struct th_store *st, int64_t id)
 {
+    if (st != NULL && st->redis != NULL) {
+        return th_store_redis_outbox_drop(st, id);
+    }
     const struct th_store_param p[] = {p_int(id)};
 
     if (st == NULL) {

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_hash.c -- HMAC-SHA256 against the RFC 4231 test vectors (what webhook receivers verify
- * our signatures with), plus the SHA-256 and hex helpers under it.
+ * our signatures with), plus the SHA-256 and hex helpers under it, and th_ct_equal, which every
+ * credential check goes through (that it runs the same instructions wherever two values differ
+ * is proved on the real binary by tests/integration/test_security.py).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -133,6 +135,67 @@ static void empty_key_and_message_are_allowed(void **state)
     assert_string_equal(hex, "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
 }
 
+/* A credential of 39 bytes: no multiple of a word or of a block. */
+static const char ct_key[] = "k-0123456789abcdefghijklmnopqrstuvwxyz!";
+
+static void ct_equal_rejects_a_difference_at_every_position(void **state)
+{
+    char other[sizeof(ct_key)];
+    const size_t len = strlen(ct_key);
+    (void)state;
+    assert_true(th_ct_equal(ct_key, len, ct_key, len));
+    for (size_t i = 0; i < len; i++) {
+        /* The lowest and the highest bit of byte i: first byte, last byte and all between. */
+        for (unsigned bit = 0x01; bit <= 0x80; bit <<= 7) {
+            memcpy(other, ct_key, sizeof(other));
+            other[i] = (char)(other[i] ^ bit);
+            assert_false(th_ct_equal(ct_key, len, other, len));
+            assert_false(th_ct_equal(other, len, ct_key, len));
+        }
+    }
+}
+
+static void ct_equal_rejects_prefixes_and_extensions(void **state)
+{
+    char longer[sizeof(ct_key) + 1];
+    const size_t len = strlen(ct_key);
+    (void)state;
+    for (size_t n = 0; n < len; n++) {
+        assert_false(th_ct_equal(ct_key, len, ct_key, n));
+        assert_false(th_ct_equal(ct_key, n, ct_key, len));
+    }
+    memcpy(longer, ct_key, len);
+    longer[len] = 'x';
+    assert_false(th_ct_equal(ct_key, len, longer, len + 1));
+    /* A NUL after the value is a byte like any other: lengths count, not terminators. */
+    longer[len] = '\0';
+    assert_false(th_ct_equal(ct_key, len, longer, len + 1));
+    assert_false(th_ct_equal("", 0, "\0", 1));
+}
+
+static void ct_equal_compares_past_the_first_block(void **state)
+{
+    unsigned char a[200];
+    unsigned char b[200];
+    (void)state;
+    for (size_t i = 0; i < sizeof(a); i++) {
+        a[i] = (unsigned char)(i * 7 + 3);
+    }
+    memcpy(b, a, sizeof(b));
+    assert_true(th_ct_equal(a, sizeof(a), b, sizeof(b)));
+    /* Differences in the second, third and last SHA-256 block. */
+    static const size_t at[] = {64, 150, 199};
+    for (size_t k = 0; k < sizeof(at) / sizeof(at[0]); k++) {
+        memcpy(b, a, sizeof(b));
+        b[at[k]] ^= 0x01;
+        assert_false(th_ct_equal(a, sizeof(a), b, sizeof(b)));
+    }
+    /* Lengths either side of the padding boundary (55/56 bytes) and of a block (64/65). */
+    assert_false(th_ct_equal(a, 55, a, 56));
+    assert_false(th_ct_equal(a, 64, a, 65));
+    assert_true(th_ct_equal(a, 56, b, 56));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +209,9 @@ int main(void)
         cmocka_unit_test(rfc4231_case7_long_key_and_data),
         cmocka_unit_test(key_of_exactly_one_block_is_not_hashed),
         cmocka_unit_test(empty_key_and_message_are_allowed),
+        cmocka_unit_test(ct_equal_rejects_a_difference_at_every_position),
+        cmocka_unit_test(ct_equal_rejects_prefixes_and_extensions),
+        cmocka_unit_test(ct_equal_compares_past_the_first_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

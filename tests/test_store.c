@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* test_store.c -- the durable store against a real SQLite file in a fresh temporary directory. */
+/*
+ * test_store.c -- the durable store against a real SQLite file in a fresh temporary directory or,
+ * when TH_TEST_REDIS_URL is set (tests/run_with_redis.sh), against that Redis database, flushed
+ * before each test. The same cases run on both backends; the few that are about SQLite's files
+ * skip under Redis, and the Redis cases (replicas, a dead Redis) skip under SQLite.
+ */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -11,17 +16,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <sqlite3.h>
 
 #include "trailhook/clock.h"
+#include "trailhook/config.h"
 #include "trailhook/hash.h"
 #include "trailhook/store.h"
+#include "../src/store_int.h"
+#include "../src/store_redis.h"
+#include "../src/store_redis_int.h"
 
 #define RULE   "AWS.CloudTrail.AMIModifiedForPublicAccess"
 #define T0     1700000000000LL /* the tests' "now": 2023-11-14T22:13:20Z */
@@ -36,6 +50,24 @@ struct fx {
 
 static const char *const two_dests[] = {"slack", "pagerduty"};
 static const char *const webhook_only[] = {"webhook"};
+
+/* Set from TH_TEST_REDIS_URL: the store under test is that Redis database. */
+static const char *redis_url;
+static struct th_config redis_cfg;
+
+/* Skips a test that is about SQLite's files (or about Redis) on the other backend. */
+#define SQLITE_ONLY()                                                                              \
+    do {                                                                                           \
+        if (redis_url != NULL) {                                                                   \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+#define REDIS_ONLY()                                                                               \
+    do {                                                                                           \
+        if (redis_url == NULL) {                                                                   \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
 
 /* ---- fixtures and helpers --------------------------------------------------------------- */
 
@@ -84,6 +116,55 @@ static int setup_dir(void **state)
     return 0;
 }
 
+/* A plain connection to the test database, for what the store does not offer. */
+static redisContext *redis_raw(void)
+{
+    char host[64] = "";
+    int port = 0;
+    int db = 0;
+    redisContext *c = NULL;
+    redisReply *r = NULL;
+
+    if (sscanf(redis_url, "redis://%63[^:/]:%d/%d", host, &port, &db) < 2) {
+        return NULL;
+    }
+    c = redisConnect(host, port);
+    if (c == NULL || c->err != 0) {
+        redisFree(c);
+        return NULL;
+    }
+    r = redisCommand(c, "SELECT %d", db);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        freeReplyObject(r);
+        redisFree(c);
+        return NULL;
+    }
+    freeReplyObject(r);
+    return c;
+}
+
+/* Runs one command on a fresh plain connection; false when it failed. */
+static bool redis_run(const char *cmd)
+{
+    redisContext *c = redis_raw();
+    redisReply *r = c == NULL ? NULL : redisCommand(c, cmd);
+    bool ok = r != NULL && r->type != REDIS_REPLY_ERROR;
+
+    freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+/* Opens a handle on the fixture's store: SQLite under state_dir, or the Redis database. */
+static enum th_err open_store(const struct fx *fx, enum th_store_mode mode, struct th_store **out,
+                              char *err, size_t errlen)
+{
+    if (redis_url != NULL) {
+        return th_store_open_config(&redis_cfg, mode, out, err, errlen);
+    }
+    return th_store_open(fx->state_dir, mode, out, err, errlen);
+}
+
 static int setup(void **state)
 {
     struct fx *fx = NULL;
@@ -93,7 +174,15 @@ static int setup(void **state)
         return -1;
     }
     fx = *state;
-    if (th_store_open(fx->state_dir, TH_STORE_READWRITE, &fx->st, err, sizeof(err)) != TH_OK) {
+    if (redis_url != NULL && !redis_run("FLUSHDB")) {
+        fprintf(stderr, "setup: cannot flush the redis database\n");
+        return -1;
+    }
+    if (redis_url != NULL) {
+        /* Undone here too in case test_redis_refused_writes_fail_the_probe failed midway. */
+        (void)redis_run("CONFIG SET min-replicas-to-write 0");
+    }
+    if (open_store(fx, TH_STORE_READWRITE, &fx->st, err, sizeof(err)) != TH_OK) {
         fprintf(stderr, "setup: %s\n", err);
         return -1;
     }
@@ -218,6 +307,8 @@ static void test_open_creates_state_dir_and_wal_db(void **state)
     sqlite3 *raw = NULL;
     sqlite3_stmt *s = NULL;
 
+    SQLITE_ONLY();
+
     snprintf(nested, sizeof(nested), "%s/a/b", fx->state_dir);
     assert_int_equal(th_store_open(nested, TH_STORE_READWRITE, &fx->st, err, sizeof(err)), TH_OK);
     assert_int_equal(stat(nested, &sb), 0);
@@ -246,6 +337,8 @@ static void test_open_readonly_missing_creates_nothing(void **state)
     struct th_store *st = NULL;
     char err[256] = "";
     struct stat sb;
+
+    SQLITE_ONLY();
 
     assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READONLY, &st, err, sizeof(err)),
                      TH_ENOTFOUND);
@@ -687,8 +780,7 @@ static void test_state_survives_close_and_reopen(void **state)
     th_store_free(fx->st);
     fx->st = NULL;
 
-    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READWRITE, &fx->st, err, sizeof(err)),
-                     TH_OK);
+    assert_int_equal(open_store(fx, TH_STORE_READWRITE, &fx->st, err, sizeof(err)), TH_OK);
     assert_int_equal(alert_count(fx->st, res.alert_id), 1);
     assert_int_equal(pending(fx->st, "slack"), 1);
     assert_int_equal(th_store_account_check(fx->st, "111122223333", T0, &is_new), TH_OK);
@@ -698,7 +790,7 @@ static void test_state_survives_close_and_reopen(void **state)
     assert_string_equal(hit(fx->st, "k1", "ev-2", T0 + 2).alert_id, res.alert_id);
 
     /* trailhook eval reads the same state through a read-only handle. */
-    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READONLY, &ro, err, sizeof(err)), TH_OK);
+    assert_int_equal(open_store(fx, TH_STORE_READONLY, &ro, err, sizeof(err)), TH_OK);
     assert_int_equal(alert_count(ro, res.alert_id), 2);
     th_store_free(ro);
 }
@@ -707,7 +799,7 @@ static void test_state_survives_close_and_reopen(void **state)
 #define EVENTS_PER_WORKER 50
 
 struct worker {
-    const char *state_dir;
+    const struct fx *fx;
     int index;
     int failures;
     int new_alerts;
@@ -719,7 +811,7 @@ static void *worker_main(void *arg)
     struct th_store *st = NULL;
     char err[256];
 
-    if (th_store_open(w->state_dir, TH_STORE_READWRITE, &st, err, sizeof(err)) != TH_OK) {
+    if (open_store(w->fx, TH_STORE_READWRITE, &st, err, sizeof(err)) != TH_OK) {
         w->failures = EVENTS_PER_WORKER;
         return NULL;
     }
@@ -747,7 +839,7 @@ static void test_two_handles_concurrently_lose_no_counts(void **state)
     int new_alerts = 0;
 
     for (int i = 0; i < WORKERS; i++) {
-        workers[i] = (struct worker){.state_dir = fx->state_dir, .index = i};
+        workers[i] = (struct worker){.fx = fx, .index = i};
         assert_int_equal(pthread_create(&threads[i], NULL, worker_main, &workers[i]), 0);
     }
     for (int i = 0; i < WORKERS; i++) {
@@ -774,7 +866,7 @@ static void test_apply_on_read_only_handle_fails_cleanly(void **state)
     bool is_new = false;
 
     assert_int_equal(th_store_account_add(fx->st, "111122223333", T0 + DAY, "operator", T0), TH_OK);
-    assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READONLY, &ro, err, sizeof(err)), TH_OK);
+    assert_int_equal(open_store(fx, TH_STORE_READONLY, &ro, err, sizeof(err)), TH_OK);
     assert_int_equal(th_store_account_check(ro, "111122223333", T0, &is_new), TH_OK);
     assert_true(is_new);
 
@@ -804,7 +896,10 @@ static void test_full_disk_applies_nothing(void **state)
     struct rlimit old;
     struct rlimit tiny;
     char err[256];
-    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    void (*old_handler)(int) = NULL;
+
+    SQLITE_ONLY();
+    old_handler = signal(SIGXFSZ, SIG_IGN);
 
     th_store_free(fx->st);
     assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READWRITE, &fx->st, err, sizeof(err)),
@@ -844,6 +939,44 @@ static int64_t raw_count(const struct fx *fx, const char *sql)
     n = sqlite3_column_int64(s, 0);
     sqlite3_finalize(s);
     sqlite3_close(raw);
+    return n;
+}
+
+static const char *const kind_names[] = {"alert", "rule_error", "resolve"};
+
+/* Outbox rows, in any state unless @p state says, of @p dest (NULL: all), of @p kind (-1: any)
+ * and for @p ref (NULL: any): the table itself under SQLite, what operators list under Redis. */
+static int64_t outbox_rows(const struct fx *fx, const char *dest, const char *state, int kind,
+                           const char *ref)
+{
+    char sql[512];
+    json_t *arr = NULL;
+    int64_t n = 0;
+
+    if (redis_url == NULL) {
+        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM outbox WHERE 1");
+        if (dest != NULL) {
+            snprintf(sql + strlen(sql), sizeof(sql) - strlen(sql), " AND destination = '%s'", dest);
+        }
+        if (state != NULL) {
+            snprintf(sql + strlen(sql), sizeof(sql) - strlen(sql), " AND state = '%s'", state);
+        }
+        if (kind >= 0) {
+            snprintf(sql + strlen(sql), sizeof(sql) - strlen(sql), " AND kind = %d", kind);
+        }
+        if (ref != NULL) {
+            snprintf(sql + strlen(sql), sizeof(sql) - strlen(sql), " AND ref = '%s'", ref);
+        }
+        return raw_count(fx, sql);
+    }
+    assert_int_equal(th_store_outbox_list(fx->st, dest, state, 100000, &arr), TH_OK);
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const json_t *o = json_array_get(arr, i);
+        const char *k = json_string_value(json_object_get(o, "kind"));
+        const char *r = json_string_value(json_object_get(o, "ref"));
+        n += (kind < 0 || strcmp(k, kind_names[kind]) == 0) && (ref == NULL || strcmp(r, ref) == 0);
+    }
+    json_decref(arr);
     return n;
 }
 
@@ -888,8 +1021,8 @@ static void test_prune_drops_week_old_deliveries_only(void **state)
     assert_int_equal(th_store_prune(fx->st, T0 + 8 * DAY, DAY), TH_OK);
 
     /* The delivered row is gone; the dead letter stays for an operator. */
-    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox"), 1);
-    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox WHERE state = 'dead'"), 1);
+    assert_int_equal(outbox_rows(fx, NULL, NULL, -1, NULL), 1);
+    assert_int_equal(outbox_rows(fx, NULL, "dead", -1, NULL), 1);
     /* Alerts are never pruned. */
     assert_int_equal(recent_alerts(fx->st), 1);
 }
@@ -910,12 +1043,7 @@ static void resolve(struct th_store *st, const char *key, const char *event_id, 
 static int64_t rows_of(const struct fx *fx, const char *dest, enum th_outbox_kind kind,
                        const char *ref)
 {
-    char sql[256];
-
-    snprintf(sql, sizeof(sql),
-             "SELECT COUNT(*) FROM outbox WHERE destination = '%s' AND kind = %d AND ref = '%s'",
-             dest, (int)kind, ref);
-    return raw_count(fx, sql);
+    return outbox_rows(fx, dest, NULL, (int)kind, ref);
 }
 
 static void assert_status(struct th_store *st, const char *id, const char *status)
@@ -959,7 +1087,7 @@ static void test_resolution_resolves_alert_and_tells_its_destinations(void **sta
         assert_int_equal(rows_of(fx, two_dests[i], TH_OUTBOX_RESOLVE, first.alert_id), 1);
         assert_int_equal(rows_of(fx, two_dests[i], TH_OUTBOX_RESOLVE, other.alert_id), 0);
     }
-    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox WHERE kind = 2"), 2);
+    assert_int_equal(outbox_rows(fx, NULL, NULL, TH_OUTBOX_RESOLVE, NULL), 2);
     assert_int_equal(pending(fx->st, "webhook"), 0);
     /* Due now, and behind slack's still pending ALERT row of the other alert. */
     assert_int_equal(th_store_outbox_due(fx->st, "slack", T0 + 10 * MINUTE, rows, 4, &n), TH_OK);
@@ -1026,6 +1154,30 @@ static void test_resolve_waits_for_a_trigger_in_backoff(void **state)
     assert_int_equal(rows[0].kind, TH_OUTBOX_RESOLVE);
 }
 
+/* 1 when @p event_id is remembered as seen without an alert. */
+static int64_t seen_without_alert(const struct fx *fx, const char *event_id)
+{
+    char sql[256];
+    redisContext *c = NULL;
+    redisReply *r = NULL;
+    int64_t n = 0;
+
+    if (redis_url == NULL) {
+        snprintf(sql, sizeof(sql),
+                 "SELECT COUNT(*) FROM seen_events WHERE event_id = '%s' AND alert_id IS NULL",
+                 event_id);
+        return raw_count(fx, sql);
+    }
+    c = redis_raw();
+    assert_non_null(c);
+    r = redisCommand(c, "HGET trailhook:seen %s", event_id);
+    assert_non_null(r);
+    n = r->type == REDIS_REPLY_STRING && r->len == 0;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
 static void test_resolution_without_open_alert_does_nothing(void **state)
 {
     struct fx *fx = *state;
@@ -1036,10 +1188,7 @@ static void test_resolution_without_open_alert_does_nothing(void **state)
     assert_int_equal(recent_alerts(fx->st), 0);
     assert_int_equal(pending(fx->st, NULL), 0);
     /* Remembered, with no alert, so a retry of it is recognised. */
-    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM seen_events"
-                                   " WHERE event_id = 'resolve' || char(10) || 'rev-1'"
-                                   " AND alert_id IS NULL"),
-                     1);
+    assert_int_equal(seen_without_alert(fx, "resolve\nrev-1"), 1);
 
     /* A window still below its threshold is left alone. */
     m.threshold = 2;
@@ -1126,7 +1275,7 @@ static void test_repeated_resolution_event_id_does_nothing(void **state)
     /* The retried resolution must not take the new exposure's alert down. */
     resolve(fx->st, "k1", "rev-1", T0 + 3 * MINUTE);
     assert_status(fx->st, second.alert_id, "open");
-    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox WHERE kind = 2"), 2);
+    assert_int_equal(outbox_rows(fx, NULL, NULL, TH_OUTBOX_RESOLVE, NULL), 2);
     /* Without an event ID a resolution is never a duplicate. */
     resolve(fx->st, "k1", NULL, T0 + 4 * MINUTE);
     assert_status(fx->st, second.alert_id, "resolved");
@@ -1208,7 +1357,7 @@ static void test_resolution_after_prune_still_reaches_destinations(void **state)
         assert_int_equal(th_store_outbox_done(fx->st, rows[0].id, T0), TH_OK);
     }
     assert_int_equal(th_store_prune(fx->st, T0 + 8 * DAY, DAY), TH_OK);
-    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox"), 0);
+    assert_int_equal(outbox_rows(fx, NULL, NULL, -1, NULL), 0);
     resolve(fx->st, "k1", "rev-1", T0 + 8 * DAY);
     for (size_t i = 0; i < 2; i++) {
         assert_int_equal(rows_of(fx, two_dests[i], TH_OUTBOX_RESOLVE, res.alert_id), 1);
@@ -1356,7 +1505,7 @@ static void test_outbox_requeue_and_drop(void **state)
     assert_int_equal(th_store_outbox_requeue(fx->st, ids[2], T0 + DAY), TH_EINVAL);
     assert_int_equal(th_store_outbox_requeue(fx->st, 424242, T0 + DAY), TH_ENOTFOUND);
     assert_int_equal(th_store_outbox_drop(fx->st, 424242), TH_ENOTFOUND);
-    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox"), 7);
+    assert_int_equal(outbox_rows(fx, NULL, NULL, -1, NULL), 7);
 
     /* Requeued: pending, due now, attempts reset; after the pending RESOLVE of its id order. */
     assert_int_equal(th_store_outbox_requeue(fx->st, ids[1], T0 + DAY), TH_OK);
@@ -1376,7 +1525,7 @@ static void test_outbox_requeue_and_drop(void **state)
     /* Dropped: gone for good. */
     assert_int_equal(th_store_outbox_dead(fx->st, ids[1], "400 again", T0 + DAY), TH_OK);
     assert_int_equal(th_store_outbox_drop(fx->st, ids[1]), TH_OK);
-    assert_int_equal(raw_count(fx, "SELECT COUNT(*) FROM outbox"), 6);
+    assert_int_equal(outbox_rows(fx, NULL, NULL, -1, NULL), 6);
     assert_int_equal(th_store_outbox_drop(fx->st, ids[1]), TH_ENOTFOUND);
     assert_int_equal(th_store_outbox_counts(fx->st, NULL, &p, &d), TH_OK);
     assert_int_equal(d, 0);
@@ -1459,6 +1608,8 @@ static void test_migration_from_version_1_keeps_data(void **state)
     bool is_new = false;
     json_t *a = NULL;
 
+    SQLITE_ONLY();
+
     sql = calloc(1, sizeof(schema_v1) + sizeof(v1_data));
     assert_non_null(sql);
     strcpy(sql, schema_v1);
@@ -1506,6 +1657,8 @@ static void test_newer_schema_is_refused(void **state)
     struct th_store *ro = NULL;
     char err[256] = "";
 
+    SQLITE_ONLY();
+
     make_raw_db(fx, "CREATE TABLE future (x); PRAGMA user_version = 99;");
     assert_int_equal(th_store_open(fx->state_dir, TH_STORE_READWRITE, &fx->st, err, sizeof(err)),
                      TH_EIO);
@@ -1515,6 +1668,459 @@ static void test_newer_schema_is_refused(void **state)
                      TH_EIO);
     assert_null(ro);
     assert_int_equal(raw_count(fx, "PRAGMA user_version"), 99);
+}
+
+/* ---- Redis: several replicas share one store -------------------------------------------- */
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/* Cuts a handle's connection from the server side, as a Redis restart does, or as a replica's
+ * socket dies with it when it is killed. */
+static void kill_connection(struct th_store *st)
+{
+    char needle[160];
+    redisContext *c = redis_raw();
+    redisReply *list = NULL;
+    redisReply *r = NULL;
+    const char *at = NULL;
+
+    assert_non_null(c);
+    list = redisCommand(c, "CLIENT LIST");
+    assert_non_null(list);
+    snprintf(needle, sizeof(needle), " name=%s ", st->redis->consumer);
+    at = strstr(list->str, needle);
+    assert_non_null(at);
+    while (at > list->str && at[-1] != '\n') {
+        at--;
+    }
+    assert_int_equal(strncmp(at, "id=", 3), 0);
+    r = redisCommand(c, "CLIENT KILL ID %lld", strtoll(at + 3, NULL, 10));
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    freeReplyObject(list);
+    redisFree(c);
+}
+
+/* A handle whose deliveries are taken over after @p claim_after_ms (config says seconds). */
+static struct th_store *open_claiming(int64_t claim_after_ms)
+{
+    struct th_store *st = calloc(1, sizeof(*st));
+    char err[256];
+
+    assert_non_null(st);
+    assert_int_equal(
+        th_store_redis_open(st, redis_url, TH_STORE_READWRITE, claim_after_ms, err, sizeof(err)),
+        TH_OK);
+    return st;
+}
+
+#define RACES 20
+
+struct racer {
+    struct th_store *st;
+    pthread_barrier_t *start;
+    enum th_err rc[RACES];
+    struct th_store_match_result res[RACES];
+};
+
+static void *racer_main(void *arg)
+{
+    struct racer *r = arg;
+
+    for (int k = 0; k < RACES; k++) {
+        char key[32];
+        char event_id[32];
+        snprintf(key, sizeof(key), "race-%d", k);
+        snprintf(event_id, sizeof(event_id), "ev-race-%d", k);
+        struct th_store_match m = match_of(key, event_id, T0, NULL);
+        pthread_barrier_wait(r->start);
+        r->rc[k] = apply_one(r->st, &m, T0, &r->res[k]);
+    }
+    return NULL;
+}
+
+/* Two replicas get the same CloudTrail record at once (an EventBridge retry, a fan-out). */
+static void test_redis_replicas_apply_the_same_event_once(void **state)
+{
+    struct fx *fx = *state;
+    struct racer racers[2];
+    pthread_t threads[2];
+    pthread_barrier_t start;
+    char err[256];
+
+    REDIS_ONLY();
+    assert_int_equal(pthread_barrier_init(&start, NULL, 2), 0);
+    for (int i = 0; i < 2; i++) {
+        memset(&racers[i], 0, sizeof(racers[i]));
+        racers[i].start = &start;
+        assert_int_equal(open_store(fx, TH_STORE_READWRITE, &racers[i].st, err, sizeof(err)),
+                         TH_OK);
+    }
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_create(&threads[i], NULL, racer_main, &racers[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        th_store_free(racers[i].st);
+    }
+    pthread_barrier_destroy(&start);
+    for (int k = 0; k < RACES; k++) {
+        const struct th_store_match_result *a = &racers[0].res[k];
+        const struct th_store_match_result *b = &racers[1].res[k];
+        char key[32];
+        char want[33];
+        assert_int_equal(racers[0].rc[k], TH_OK);
+        assert_int_equal(racers[1].rc[k], TH_OK);
+        assert_int_equal(a->new_alert + b->new_alert, 1);
+        assert_int_equal(a->duplicate + b->duplicate, 1);
+        assert_true(a->new_alert ? b->duplicate : a->duplicate);
+        snprintf(key, sizeof(key), "race-%d", k);
+        expected_id(key, T0, want);
+        assert_string_equal(a->alert_id, want);
+        assert_string_equal(b->alert_id, want);
+        assert_int_equal(alert_count(fx->st, want), 1);
+    }
+    assert_int_equal(recent_alerts(fx->st), RACES);
+    assert_int_equal(pending(fx->st, "slack"), RACES);
+    assert_int_equal(pending(fx->st, "pagerduty"), RACES);
+}
+
+#define SHARED_ROWS 30
+
+struct taker {
+    struct th_store *st;
+    pthread_mutex_t *lock;
+    int *seen; /* how often each row id was handed out, indexed by id */
+    size_t nseen;
+    int taken;
+    int failures;
+};
+
+static void *taker_main(void *arg)
+{
+    struct taker *t = arg;
+    struct th_outbox_row rows[5];
+    size_t n = 0;
+
+    do {
+        if (th_store_outbox_due(t->st, "slack", T0, rows, 5, &n) != TH_OK) {
+            t->failures++;
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            pthread_mutex_lock(t->lock);
+            if (rows[i].id > 0 && (size_t)rows[i].id < t->nseen) {
+                t->seen[rows[i].id]++;
+            } else {
+                t->failures++;
+            }
+            pthread_mutex_unlock(t->lock);
+            t->taken++;
+            t->failures += th_store_outbox_done(t->st, rows[i].id, T0) != TH_OK;
+        }
+    } while (n > 0);
+    return NULL;
+}
+
+static void hit_many(struct th_store *st, const char *prefix, int count)
+{
+    for (int i = 0; i < count; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "%s-%d", prefix, i);
+        assert_true(hit(st, key, NULL, T0).new_alert);
+    }
+}
+
+/* Lanes of several replicas drain one destination: no row is handed to two of them. */
+static void test_redis_handles_never_take_the_same_row(void **state)
+{
+    struct fx *fx = *state;
+    struct th_outbox_row a_rows[4];
+    struct th_outbox_row b_rows[64];
+    struct th_outbox_row again[64];
+    struct taker takers[2];
+    pthread_t threads[2];
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    int seen[4 * SHARED_ROWS + 8] = {0};
+    size_t na = 0;
+    size_t nb = 0;
+    size_t n = 0;
+    char err[256];
+
+    REDIS_ONLY();
+    hit_many(fx->st, "first", SHARED_ROWS);
+    for (int i = 0; i < 2; i++) {
+        memset(&takers[i], 0, sizeof(takers[i]));
+        assert_int_equal(open_store(fx, TH_STORE_READWRITE, &takers[i].st, err, sizeof(err)),
+                         TH_OK);
+    }
+    /* What one handle took, the other does not see; each sees its own again, oldest first. */
+    assert_int_equal(th_store_outbox_due(takers[0].st, "slack", T0, a_rows, 4, &na), TH_OK);
+    assert_int_equal(na, 4);
+    assert_int_equal(th_store_outbox_due(takers[1].st, "slack", T0, b_rows, 64, &nb), TH_OK);
+    assert_int_equal(nb, SHARED_ROWS - 4);
+    for (size_t i = 0; i < nb; i++) {
+        for (size_t j = 0; j < na; j++) {
+            assert_true(b_rows[i].id != a_rows[j].id);
+        }
+        assert_true(i == 0 || b_rows[i - 1].id < b_rows[i].id);
+    }
+    assert_int_equal(th_store_outbox_due(takers[0].st, "slack", T0, again, 64, &n), TH_OK);
+    assert_int_equal(n, na);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(again[i].id, a_rows[i].id);
+    }
+    assert_int_equal(pending(fx->st, "slack"), SHARED_ROWS);
+
+    /* Both drain at once while more rows arrive: every row is handed out exactly once. */
+    hit_many(fx->st, "second", SHARED_ROWS);
+    for (int i = 0; i < 2; i++) {
+        takers[i].lock = &lock;
+        takers[i].seen = seen;
+        takers[i].nseen = sizeof(seen) / sizeof(seen[0]);
+        assert_int_equal(pthread_create(&threads[i], NULL, taker_main, &takers[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        assert_int_equal(takers[i].failures, 0);
+    }
+    assert_int_equal(takers[0].taken + takers[1].taken, 2 * SHARED_ROWS);
+    for (size_t i = 0; i < sizeof(seen) / sizeof(seen[0]); i++) {
+        assert_true(seen[i] <= 1);
+    }
+    assert_int_equal(pending(fx->st, "slack"), 0);
+    assert_int_equal(pending(fx->st, "pagerduty"), 2 * SHARED_ROWS);
+    for (int i = 0; i < 2; i++) {
+        th_store_free(takers[i].st);
+    }
+}
+
+/* kill -9 of a replica mid-delivery: what it took is taken over once idle for claim_after. */
+static void test_redis_killed_replica_rows_are_taken_over(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store *killed = NULL;
+    struct th_store *patient = NULL;
+    struct th_store *quick = NULL;
+    struct th_outbox_row rows[8];
+    struct th_outbox_row got[8];
+    size_t n = 0;
+    size_t m = 0;
+    char err[256];
+
+    REDIS_ONLY();
+    hit_many(fx->st, "k", 3);
+    assert_int_equal(open_store(fx, TH_STORE_READWRITE, &killed, err, sizeof(err)), TH_OK);
+    assert_int_equal(th_store_outbox_due(killed, "slack", T0, rows, 8, &n), TH_OK);
+    assert_int_equal(n, 3);
+    /* Its socket dies with it: closing the handle can hand nothing back. */
+    kill_connection(killed);
+    sleep_ms(50);
+    th_store_free(killed);
+
+    /* Taken, not delivered: still pending, but nobody else's before claim_after. */
+    assert_int_equal(open_store(fx, TH_STORE_READWRITE, &patient, err, sizeof(err)), TH_OK);
+    assert_int_equal(th_store_outbox_due(patient, "slack", T0, got, 8, &m), TH_OK);
+    assert_int_equal(m, 0);
+    assert_int_equal(pending(fx->st, "slack"), 3);
+
+    quick = open_claiming(200);
+    sleep_ms(300);
+    assert_int_equal(th_store_outbox_due(quick, "slack", T0, got, 8, &m), TH_OK);
+    assert_int_equal(m, 3);
+    for (size_t i = 0; i < m; i++) {
+        assert_int_equal(got[i].id, rows[i].id);
+    }
+    /* Now the taker's own: not handed to anyone else. */
+    assert_int_equal(th_store_outbox_due(patient, "slack", T0, rows, 8, &n), TH_OK);
+    assert_int_equal(n, 0);
+    for (size_t i = 0; i < m; i++) {
+        assert_int_equal(th_store_outbox_done(quick, got[i].id, T0), TH_OK);
+    }
+    assert_int_equal(pending(fx->st, "slack"), 0);
+    th_store_free(quick);
+    th_store_free(patient);
+}
+
+/* A replica that stops cleanly hands back what it took: no wait for claim_after. */
+static void test_redis_closed_handle_hands_back_its_rows(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store *leaving = NULL;
+    struct th_store *staying = NULL;
+    struct th_outbox_row rows[4];
+    size_t n = 0;
+    char err[256];
+
+    REDIS_ONLY();
+    hit(fx->st, "k1", "ev-1", T0);
+    assert_int_equal(open_store(fx, TH_STORE_READWRITE, &leaving, err, sizeof(err)), TH_OK);
+    assert_int_equal(open_store(fx, TH_STORE_READWRITE, &staying, err, sizeof(err)), TH_OK);
+    assert_int_equal(th_store_outbox_due(leaving, "slack", T0, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(th_store_outbox_due(staying, "slack", T0, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 0);
+    th_store_free(leaving);
+    assert_int_equal(th_store_outbox_due(staying, "slack", T0, rows, 4, &n), TH_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(th_store_outbox_done(staying, rows[0].id, T0), TH_OK);
+    th_store_free(staying);
+}
+
+/* A loopback port nothing listens on. */
+static int closed_port(void)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* The service starts while Redis is down, reports unready, and never shows the password. */
+static void test_redis_unreachable_opens_and_fails_calls(void **state)
+{
+    struct th_config cfg;
+    struct th_store *st = NULL;
+    struct th_store_match m = match_of("k1", "ev-1", T0, NULL);
+    struct th_store_match_result res;
+    struct th_outbox_row row;
+    char url[128];
+    char err[256] = "";
+    size_t n = 0;
+    bool is_new = true;
+
+    REDIS_ONLY();
+    (void)state;
+    snprintf(url, sizeof(url), "redis://trailhook:s3cret-pw@127.0.0.1:%d/0", closed_port());
+    th_config_defaults(&cfg);
+    free(cfg.state_backend);
+    cfg.state_backend = strdup("redis");
+    cfg.state_redis_url = strdup(url);
+    assert_int_equal(th_store_open_config(&cfg, TH_STORE_READWRITE, &st, err, sizeof(err)), TH_OK);
+    assert_non_null(st);
+
+    memset(&res, 0x5a, sizeof(res));
+    assert_int_equal(apply_one(st, &m, T0, &res), TH_EIO);
+    assert_string_equal(res.alert_id, "");
+    assert_non_null(strstr(th_store_last_error(st), "redis unreachable"));
+    assert_null(strstr(th_store_last_error(st), "s3cret-pw"));
+    assert_int_equal(th_store_check_writable(st), TH_EIO);
+    assert_int_equal(th_store_account_check(st, "111122223333", T0, &is_new), TH_EIO);
+    assert_false(is_new);
+    assert_int_equal(th_store_outbox_due(st, "slack", T0, &row, 1, &n), TH_EIO);
+    assert_int_equal(n, 0);
+    /* Tried again after the backoff: still down, still failing the same way. */
+    sleep_ms(250);
+    assert_int_equal(th_store_check_writable(st), TH_EIO);
+    assert_non_null(strstr(th_store_last_error(st), "redis unreachable"));
+    assert_null(strstr(th_store_last_error(st), "s3cret-pw"));
+    th_store_free(st);
+    th_config_cleanup(&cfg);
+}
+
+static void test_redis_urls_refused_without_showing_the_password(void **state)
+{
+    char host[64] = "";
+    char url[256];
+    char err[512] = "";
+    int port = 0;
+    struct th_store *st = NULL;
+    const char *const bad[] = {
+        "redis://:s3cret-pw@127.0.0.1:99999/0",   "redis://:s3cret-pw@/0",
+        "redis://:s3cret-pw@127.0.0.1:6379/zero", "redis://:s3cret-pw@127.0.0.1:6379/0?ssl=1",
+        "redis://:s3cret%zz@127.0.0.1:6379/0",    "http://:s3cret-pw@127.0.0.1:6379/0",
+    };
+
+    REDIS_ONLY();
+    (void)state;
+    st = calloc(1, sizeof(*st));
+    assert_int_equal(th_store_redis_open(st, "rediss://:s3cret-pw@127.0.0.1:6380/0",
+                                         TH_STORE_READWRITE, 1000, err, sizeof(err)),
+                     TH_EUNSUPPORTED);
+    assert_non_null(strstr(err, "TLS"));
+    assert_non_null(strstr(err, "stunnel"));
+    assert_null(strstr(err, "s3cret"));
+    th_store_free(st);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        st = calloc(1, sizeof(*st));
+        assert_int_equal(
+            th_store_redis_open(st, bad[i], TH_STORE_READWRITE, 1000, err, sizeof(err)), TH_EINVAL);
+        assert_string_not_equal(err, "");
+        assert_null(strstr(err, "s3cret"));
+        th_store_free(st);
+    }
+    /* A reachable server that refuses the login: a setting to fix, so opening fails. */
+    assert_true(sscanf(redis_url, "redis://%63[^:/]:%d", host, &port) == 2);
+    snprintf(url, sizeof(url), "redis://someone:s3cret-pw@%s:%d/0", host, port);
+    st = calloc(1, sizeof(*st));
+    assert_int_equal(th_store_redis_open(st, url, TH_STORE_READWRITE, 1000, err, sizeof(err)),
+                     TH_EIO);
+    assert_non_null(strstr(err, "login refused"));
+    assert_null(strstr(err, "s3cret"));
+    th_store_free(st);
+}
+
+/* A connection the server closed while idle (a restart, a killed client) is replaced before
+ * the next command; one that breaks during a command fails that call, and the next connects
+ * again. */
+static void test_redis_reconnects_after_losing_the_connection(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match m = match_of("k3", "ev-3", T0, NULL);
+    struct th_store_match_result res;
+
+    REDIS_ONLY();
+    assert_true(hit(fx->st, "k1", "ev-1", T0).new_alert);
+    kill_connection(fx->st);
+    sleep_ms(50);
+    assert_true(hit(fx->st, "k2", "ev-2", T0).new_alert);
+
+    /* Writes held past the command timeout: the call fails, nothing is applied. */
+    assert_true(redis_run("CLIENT PAUSE 20000 WRITE"));
+    assert_int_equal(apply_one(fx->st, &m, T0, &res), TH_EIO);
+    assert_non_null(strstr(th_store_last_error(fx->st), "redis unreachable"));
+    assert_true(redis_run("CLIENT UNPAUSE"));
+    assert_int_equal(recent_alerts(fx->st), 2);
+    assert_true(hit(fx->st, "k3", "ev-3", T0).new_alert);
+
+    /* A server that forgot the scripts (a restart, SCRIPT FLUSH) is given them again. */
+    assert_true(redis_run("SCRIPT FLUSH"));
+    assert_true(hit(fx->st, "k4", "ev-4", T0).new_alert);
+    assert_int_equal(recent_alerts(fx->st), 4);
+}
+
+/* A Redis that refuses writes (here: no replica to acknowledge them) fails the probe. */
+static void test_redis_refused_writes_fail_the_probe(void **state)
+{
+    struct fx *fx = *state;
+    struct th_store_match m = match_of("k1", "ev-1", T0, NULL);
+    struct th_store_match_result res;
+
+    REDIS_ONLY();
+    assert_int_equal(th_store_check_writable(fx->st), TH_OK);
+    assert_true(redis_run("CONFIG SET min-replicas-to-write 1"));
+    assert_int_equal(th_store_check_writable(fx->st), TH_EIO);
+    assert_non_null(strstr(th_store_last_error(fx->st), "NOREPLICAS"));
+    assert_int_not_equal(apply_one(fx->st, &m, T0, &res), TH_OK);
+    assert_true(redis_run("CONFIG SET min-replicas-to-write 0"));
+    assert_int_equal(th_store_check_writable(fx->st), TH_OK);
+    assert_int_equal(recent_alerts(fx->st), 0);
+    assert_true(hit(fx->st, "k1", "ev-1", T0).new_alert);
 }
 
 int main(void)
@@ -1585,7 +2191,36 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migration_from_version_1_keeps_data, setup_dir,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_is_refused, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_replicas_apply_the_same_event_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_redis_handles_never_take_the_same_row, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_redis_killed_replica_rows_are_taken_over, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_redis_closed_handle_hands_back_its_rows, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_redis_unreachable_opens_and_fails_calls, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_redis_urls_refused_without_showing_the_password, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_redis_reconnects_after_losing_the_connection, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_redis_refused_writes_fail_the_probe, setup, teardown),
     };
+    int failed;
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    redis_url = getenv("TH_TEST_REDIS_URL");
+    if (redis_url != NULL && redis_url[0] == '\0') {
+        redis_url = NULL;
+    }
+    if (redis_url == NULL) {
+        return cmocka_run_group_tests_name("store (sqlite)", tests, NULL, NULL);
+    }
+    th_config_defaults(&redis_cfg);
+    free(redis_cfg.state_backend);
+    redis_cfg.state_backend = strdup("redis");
+    redis_cfg.state_redis_url = strdup(redis_url);
+    failed = cmocka_run_group_tests_name("store (redis)", tests, NULL, NULL);
+    th_config_cleanup(&redis_cfg);
+    return failed;
 }

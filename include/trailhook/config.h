@@ -73,12 +73,14 @@ struct th_config {
     enum th_log_level log_level;    /**< default info */
     enum th_dedup_mode dedup;       /**< default image */
     int64_t seen_event_ttl_seconds; /**< how long event IDs are remembered, default 172800 */
-    int64_t new_account_ttl_seconds; /**< learned account lifetime, default 259200 (3 days) */
-    char *slack_webhook_url;         /**< quick path, secret */
-    char *pagerduty_routing_key;     /**< quick path, secret */
-    char *pagerduty_url;             /**< default https://events.pagerduty.com/v2/enqueue */
-    char *state_backend;             /**< "sqlite" (default) or "redis" */
-    char *state_redis_url;           /**< secret (may hold a password) */
+    int64_t new_account_ttl_seconds;   /**< learned account lifetime, default 259200 (3 days) */
+    char *slack_webhook_url;           /**< quick path, secret */
+    char *pagerduty_routing_key;       /**< quick path, secret */
+    char *pagerduty_url;               /**< default https://events.pagerduty.com/v2/enqueue */
+    char *state_backend;               /**< "sqlite" (default) or "redis" */
+    char *state_redis_url;             /**< secret (may hold a password) */
+    int64_t state_claim_after_seconds; /**< redis: an unfinished delivery of a dead replica is
+                                            taken over after this long, default 60 */
     char *tls_cert_file;
     char *tls_key_file;
     int64_t drain_grace_seconds;         /**< deliveries' grace on SIGTERM, default 10 */

@@ -18,6 +18,8 @@
 
 #include "trailhook/err.h"
 
+struct th_config;
+
 struct th_store;
 
 enum th_store_mode {
@@ -39,6 +41,16 @@ enum th_err th_store_open(const char *state_dir, enum th_store_mode mode, struct
 
 /** @return true when @p state_dir holds a trailhook database (operators' commands check first). */
 bool th_store_exists(const char *state_dir);
+
+/**
+ * Opens the configured backend: SQLite under cfg->state_dir, or Redis at cfg->state_redis_url
+ * when state.backend is redis (several replicas sharing dedup, alerts and deliveries).
+ */
+/** Whether the configured store exists: the SQLite file, or always for Redis (shared). */
+bool th_store_exists_config(const struct th_config *cfg);
+
+enum th_err th_store_open_config(const struct th_config *cfg, enum th_store_mode mode,
+                                 struct th_store **out, char *err, size_t errlen);
 
 /** Closes the handle; NULL is fine. */
 void th_store_free(struct th_store *st);
@@ -190,6 +202,13 @@ enum th_err th_store_outbox_due(struct th_store *st, const char *destination, in
                                 struct th_outbox_row *rows, size_t max, size_t *n);
 
 /** Marks a row delivered (only after the receiver's 2xx). */
+/**
+ * Whether th_store_outbox_due() hands the rows it returns to this handle alone until they are
+ * done, retried or dead (the shared Redis outbox), rather than showing every handle the same
+ * oldest rows (SQLite, where the caller keeps lanes apart).
+ */
+bool th_store_outbox_takes_rows(const struct th_store *st);
+
 enum th_err th_store_outbox_done(struct th_store *st, int64_t id, int64_t now_ms);
 
 /** Records a failed attempt: attempts+1, next attempt at @p next_ms, last error kept. */

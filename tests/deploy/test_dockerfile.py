@@ -19,7 +19,11 @@ build would need and produce:
   - behaviour: the real binary runs with the image's ENV plus compose.yaml's environment (paths
     remapped to temp dirs, ports to free ones, secrets to temp files), answers the image's
     HEALTHCHECK command, takes an event with the API key from the secret file, drains and exits 0
-    on the STOPSIGNAL; and with the image's ENV alone (no credential) it refuses to start.
+    on the STOPSIGNAL; and with the image's ENV alone (no credential) it refuses to start. When
+    compose.yaml selects the Redis state backend, its URL is remapped to a private redis-server
+    (tests/integration/redis_server.py) and the event's alert must land there; without
+    redis-server on this machine, to an unreachable port: the service must still start and pass
+    the HEALTHCHECK, and answer the event 503 with Retry-After.
 """
 
 import glob
@@ -31,6 +35,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -39,6 +44,9 @@ import uuid
 import yaml
 
 from deploy_common import free_port
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from redis_server import RedisServer, redis_server_path  # noqa: E402 (stdlib only)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.path.abspath(os.environ.get("TH_SOURCE_DIR") or os.path.join(HERE, "..", ".."))
@@ -68,6 +76,9 @@ COMPILER_PREFIXES = ("gcc-", "g++-", "cpp-", "clang-", "llvm-", "binutils-")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "WARNING: ThreadSanitizer")
 UNKNOWN_VAR_MESSAGE = "unknown environment variable"
+REDIS_URL_RE = re.compile(r"rediss?://(?:[^@/]*@)?(\[[^\]]+\]|[^:/]+)(?::(\d+))?(?:/(\d+))?/?$")
+MATCHING_EVENT = os.path.join(SOURCE_DIR, "tests", "fixtures", "events",
+                              "record_ami_made_public.json")
 
 
 # ---- Dockerfile parsing ----------------------------------------------------------------------
@@ -1213,11 +1224,13 @@ class ComposeFile(unittest.TestCase):
             if isinstance(p, dict):
                 host_ip, target = p.get("host_ip"), int(p.get("target"))
             else:
-                text = str(p).split("/")[0]
-                m = re.fullmatch(r"(?:(\[[^\]]+\]|[^:]+):)?(?:(\d*):)?(\d+)", text)
+                # "${TH_HOST_PORTS:-8080}" -> "8080"; a host port may be a range ("8080-8081",
+                # one port of it per replica with --scale).
+                text = compose_interpolate(str(p)).split("/")[0]
+                m = re.fullmatch(r"(?:(\[[^\]]+\]|[^:]+):)?(?:(\d*(?:-\d+)?):)?(\d+)", text)
                 self.assertIsNotNone(m, "ports entry %r not understood" % p)
                 host_ip, target = m.group(1), int(m.group(3))
-                if m.group(2) is None and re.fullmatch(r"\d+", m.group(1) or ""):
+                if m.group(2) is None and re.fullmatch(r"\d+(-\d+)?", m.group(1) or ""):
                     host_ip = None  # "8080:8080"
             self.assertIn(host_ip, ("127.0.0.1", "[::1]", "::1"),
                           "ports entry %r is published on every address; bind it to 127.0.0.1 "
@@ -1258,6 +1271,74 @@ class ComposeFile(unittest.TestCase):
         self.assertGreaterEqual(parse_duration(period), grace + DRAIN_MARGIN_SECONDS,
                                 "stop_grace_period %s is not above drain_grace_seconds %g + %d s"
                                 % (period, grace, DRAIN_MARGIN_SECONDS))
+
+    def test_redis_service_backs_the_redis_state_backend(self):
+        env = self.image_env()
+        if env.get("TRAILHOOK_STATE_BACKEND", "sqlite") != "redis":
+            self.skipTest("compose.yaml keeps the sqlite state backend")
+        services = self.doc.get("services") or {}
+        url = env.get("TRAILHOOK_STATE_REDIS_URL")
+        if url is None:
+            self.assertIn("TRAILHOOK_STATE_REDIS_URL_FILE", env, "TRAILHOOK_STATE_BACKEND=redis "
+                          "without TRAILHOOK_STATE_REDIS_URL or TRAILHOOK_STATE_REDIS_URL_FILE")
+            names = [n for n, v in services.items() if isinstance(v, dict)
+                     and str(v.get("image", "")).split("/")[-1].startswith("redis:")]
+            self.assertEqual(len(names), 1, "no single redis service in compose.yaml")
+            name, port = names[0], 6379
+        else:
+            m = REDIS_URL_RE.fullmatch(url)
+            self.assertIsNotNone(m, "TRAILHOOK_STATE_REDIS_URL %r is not redis://host:port/db"
+                                 % url)
+            name, port = m.group(1), int(m.group(2) or 6379)
+            self.assertIn(name, services, "the Redis URL names host %r, which is no service of "
+                          "compose.yaml (%s)" % (name, sorted(services)))
+        redis = services[name]
+        image = str(redis.get("image", ""))
+        self.assertRegex(image.split("/")[-1], r"^redis:\d", "service %s runs %r, not a "
+                         "versioned redis image" % (name, image))
+        command = redis.get("command") or []
+        words = shlex.split(command) if isinstance(command, str) else [str(w) for w in command]
+        self.assertIn("--appendonly", words, "redis without --appendonly yes: a Redis restart "
+                      "would lose every alert and undelivered notification since the last "
+                      "snapshot")
+        self.assertEqual(words[words.index("--appendonly") + 1], "yes")
+        if "--appendfsync" in words:
+            self.assertIn(words[words.index("--appendfsync") + 1], ("always", "everysec"))
+        listen = int(words[words.index("--port") + 1]) if "--port" in words else 6379
+        self.assertEqual(port, listen, "the Redis URL's port %d is not the one redis listens on "
+                         "(%d)" % (port, listen))
+        if "--maxmemory-policy" in words:
+            self.assertEqual(words[words.index("--maxmemory-policy") + 1], "noeviction",
+                             "an evicting maxmemory-policy would drop alerts and outbox rows")
+        named = self.doc.get("volumes") or {}
+        data = None
+        for v in redis.get("volumes") or []:
+            if isinstance(v, dict):
+                source, target = v.get("source"), v.get("target")
+            else:
+                parts = str(v).split(":")
+                source, target = (parts[0], parts[1]) if len(parts) >= 2 else (None, parts[0])
+            if target is not None and os.path.normpath(target) == "/data":
+                data = source
+        self.assertIn(data, named, "redis's /data (the AOF) is not on a named volume declared "
+                      "under top-level volumes: (%r)" % data)
+        hc = redis.get("healthcheck") or {}
+        test = hc.get("test") or []
+        test = shlex.split(test) if isinstance(test, str) else [str(w) for w in test]
+        self.assertIn("redis-cli", test, "redis has no `redis-cli ping` healthcheck")
+        self.assertIn("ping", [w.lower() for w in test])
+        for p in redis.get("ports") or []:
+            host_ip = p.get("host_ip") if isinstance(p, dict) else \
+                (str(p).split(":")[0] if str(p).count(":") >= 2 else None)
+            self.assertIn(host_ip, ("127.0.0.1", "[::1]", "::1"), "redis publishes %r on "
+                          "every address, without a password" % p)
+        deps = self.service.get("depends_on") or {}
+        self.assertIsInstance(deps, dict, "depends_on should be the long form, so trailhook "
+                              "waits for redis's healthcheck")
+        self.assertIn(name, deps, "the trailhook service does not depend on %s" % name)
+        self.assertEqual((deps[name] or {}).get("condition"), "service_healthy",
+                         "trailhook should start once %s is healthy" % name)
+        self.assertEqual(redis.get("restart"), "unless-stopped")
 
     def test_secrets_match_the_file_variables(self):
         env = self.image_env()
@@ -1307,9 +1388,11 @@ class ComposeFile(unittest.TestCase):
 class Environment:
     """The image's environment (Dockerfile ENV, then compose.yaml's), remapped to this machine:
     listen ports to free ports (hosts kept), TRAILHOOK_STATE_DIR to a temp dir, files the image
-    COPYs to their sources, *_FILE secrets under /run/secrets to temp files."""
+    COPYs to their sources, *_FILE secrets under /run/secrets to temp files, the Redis URL (or
+    its file) to @p redis (a started RedisServer; the URL's database kept) or, without one, to a
+    loopback port nothing listens on."""
 
-    def __init__(self, testcase, with_compose=True):
+    def __init__(self, testcase, with_compose=True, redis=None):
         ctx = context()
         self.tmp = tempfile.mkdtemp(prefix="th-docker-")
         testcase.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
@@ -1319,6 +1402,9 @@ class Environment:
         self.image_env = image_env
         self.api_key = "th-docker-" + uuid.uuid4().hex
         self.ports = {}  # image port -> local port
+        self.redis = redis
+        self.redis_db = 0
+        self._redis_url = None
         copies = ctx.runtime_copy_map()
         env = base_env()
         for key, value in image_env.items():
@@ -1332,6 +1418,8 @@ class Environment:
             elif key == "TRAILHOOK_STATE_DIR":
                 value = os.path.join(self.tmp, "state")
                 os.makedirs(value, mode=0o750, exist_ok=True)
+            elif key == "TRAILHOOK_STATE_REDIS_URL":
+                value = self.redis_url(value)
             elif os.path.normpath(value) in copies:
                 value = copies[os.path.normpath(value)]
             elif key.endswith("_FILE") and value.startswith(SECRETS_DIR):
@@ -1345,6 +1433,8 @@ class Environment:
         path = os.path.join(d, os.path.basename(image_path))
         if key == "TRAILHOOK_API_KEYS_FILE":
             content = self.api_key
+        elif key == "TRAILHOOK_STATE_REDIS_URL_FILE":
+            content = self.redis_url(None)
         elif "URL" in key:
             content = "http://127.0.0.1:9/%s" % uuid.uuid4().hex  # discard port: never delivered
         elif key == "TRAILHOOK_BASIC_AUTH_FILE":
@@ -1355,6 +1445,20 @@ class Environment:
             f.write(content + "\n")
         os.chmod(path, 0o400)
         return path
+
+    def redis_url(self, image_url):
+        """The local stand-in for the image's Redis URL (None: a URL from a secret file)."""
+        if self._redis_url is None:
+            m = REDIS_URL_RE.fullmatch(image_url or "")
+            self.redis_db = int(m.group(3)) if m and m.group(3) else 0
+            if self.redis is not None:
+                self._redis_url = self.redis.url(self.redis_db)
+            else:  # unreachable: nothing listens there
+                self._redis_url = "redis://127.0.0.1:%d/%d" % (free_port(), self.redis_db)
+        return self._redis_url
+
+    def backend(self):
+        return self.image_env.get("TRAILHOOK_STATE_BACKEND", "sqlite")
 
     def listen_port(self):
         return self.ports[split_host_port(self.image_env["TRAILHOOK_LISTEN"])[1]]
@@ -1443,22 +1547,34 @@ class ContainerBehaviour(unittest.TestCase):
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess(argv, -1, b"", b"timed out")
 
-    def post_event(self, port, headers):
-        body = json.dumps({"eventVersion": "1.08", "eventID": str(uuid.uuid4()),
-                           "eventSource": "ec2.amazonaws.com", "eventName": "DescribeImages",
-                           "awsRegion": "us-east-1", "recipientAccountId": "123456789012",
-                           "eventTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    def post_event(self, port, headers, matching=False):
+        """@return (status, body, {lower-case header: value})."""
+        if matching:  # the spec's "AMI made public" record: an alert, written to the store
+            with open(MATCHING_EVENT) as f:
+                doc = json.load(f)
+            doc["eventID"] = str(uuid.uuid4())
+            doc["requestParameters"]["imageId"] = "ami-" + uuid.uuid4().hex[:17]
+        else:
+            doc = {"eventVersion": "1.08", "eventID": str(uuid.uuid4()),
+                   "eventSource": "ec2.amazonaws.com", "eventName": "DescribeImages",
+                   "awsRegion": "us-east-1", "recipientAccountId": "123456789012",
+                   "eventTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
-            conn.request("POST", "/events", body=body,
+            conn.request("POST", "/events", body=json.dumps(doc),
                          headers=dict({"Content-Type": "application/json"}, **headers))
             resp = conn.getresponse()
-            return resp.status, resp.read()
+            return resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()}
         finally:
             conn.close()
 
     def test_runs_healthy_takes_events_and_drains_on_stopsignal(self):
-        e = Environment(self, with_compose=True)
+        redis = None
+        backend = compose_service_env(compose_service(load_compose())[1] or {}).get(
+            "TRAILHOOK_STATE_BACKEND", "sqlite")
+        if backend == "redis" and redis_server_path() is not None:
+            redis = RedisServer(self).start()
+        e = Environment(self, with_compose=True, redis=redis)
         port = e.listen_port()
         host = split_host_port(e.env["TRAILHOOK_LISTEN"])[0]
         self.assertIn(host, ("0.0.0.0", "::"), "the image does not listen on a wildcard address")
@@ -1480,11 +1596,20 @@ class ContainerBehaviour(unittest.TestCase):
                              read_text(os.path.join(e.tmp, "stderr"))))
             time.sleep(0.2)
 
-        status, _ = self.post_event(port, {})
+        status, _, _ = self.post_event(port, {})
         self.assertEqual(status, 401, "POST /events without a key: %d, expected 401" % status)
-        status, body = self.post_event(port, {"X-Api-Key": e.api_key})
-        self.assertIn(status, (200, 202), "POST /events with the key from "
-                      "TRAILHOOK_API_KEYS_FILE: %d %s" % (status, body))
+        status, body, headers = self.post_event(port, {"X-Api-Key": e.api_key},
+                                                matching=e.backend() == "redis")
+        if e.backend() == "redis" and redis is None:
+            # No redis-server here: the URL points where nothing listens. The service runs
+            # (the HEALTHCHECK passed above) and refuses what it cannot store.
+            self.assertEqual(status, 503, "POST /events with Redis unreachable: %d %s, expected "
+                             "503" % (status, body))
+            self.assertTrue(headers.get("retry-after"), "503 without Retry-After")
+        else:
+            self.assertIn(status, (200, 202), "POST /events with the key from "
+                          "TRAILHOOK_API_KEYS_FILE: %d %s\n%s"
+                          % (status, body, read_text(os.path.join(e.tmp, "stderr"))[-3000:]))
 
         sig = self.ctx.runtime.last("STOPSIGNAL")
         signame = sig.args.strip().upper() if sig is not None else "SIGTERM"
@@ -1503,8 +1628,13 @@ class ContainerBehaviour(unittest.TestCase):
         self.assertLess(time.monotonic() - started, grace)
         for marker in SANITIZER_MARKERS:
             self.assertNotIn(marker, stderr)
-        self.assertTrue(os.listdir(e.env["TRAILHOOK_STATE_DIR"]),
-                        "nothing was written under TRAILHOOK_STATE_DIR")
+        if e.backend() != "redis":
+            self.assertTrue(os.listdir(e.env["TRAILHOOK_STATE_DIR"]),
+                            "nothing was written under TRAILHOOK_STATE_DIR")
+        elif redis is not None:
+            self.assertGreater(redis.command("DBSIZE", db=e.redis_db), 0,
+                               "the event's alert was not written to Redis (database %d)"
+                               % e.redis_db)
 
     def test_refuses_to_start_without_credentials(self):
         e = Environment(self, with_compose=False)

@@ -1,5 +1,12 @@
 """Checks of deploy/kubernetes/: the manifests agree with each other and with the binary.
 
+Two renderings are checked the same way: deploy/kubernetes (the base, one replica on sqlite) and
+deploy/kubernetes/redis (the overlay for the Redis state backend, two replicas). The overlay's
+patches are applied here in Python, exactly: JSON 6902 patches (add, remove, replace, test, on
+RFC 6901 paths) and `$patch: delete` of a whole resource; any other kind of patch fails the check
+(write it as JSON 6902). When kubectl is on PATH, `kubectl kustomize` renders both too, and its
+overlay must agree with the Python rendering.
+
 Python 3 with PyYAML; no cluster, kubectl or kustomize needed (a `kubectl kustomize` render is
 checked too when kubectl is on PATH). ctest runs it from tests/deploy with:
   TRAILHOOK_BIN   the built trailhook binary   (default TH_SOURCE_DIR/build/trailhook)
@@ -8,14 +15,19 @@ By hand:
   cd tests/deploy && TRAILHOOK_BIN=../../build/trailhook TH_SOURCE_DIR=../.. \
       python3 -m unittest -v test_kubernetes
 
-The static checks read the kustomization's resources as written (kustomize only adds the
-namespace, metadata labels and the image tag, none of which the checks depend on). The last
-check starts the real binary with the Deployment's environment, remapped to this machine: listen
-ports to free loopback ports, *_FILE secrets to temp files filled from secret.example.yaml, the
-state dir to a temp dir, the image's TRAILHOOK_CONFIG to config/trailhook.yml.
+The static checks read the kustomization's resources as written, following directories (a
+base) and applying patches (kustomize also adds the namespace, metadata labels and the image tag,
+none of which the checks depend on). The last check starts the real binary with the
+Deployment's environment, remapped to this machine: listen ports to free loopback ports, *_FILE
+secrets to temp files filled from secret.example.yaml, the state dir to a temp dir, the image's
+TRAILHOOK_CONFIG to config/trailhook.yml, and the Redis URL (redis backend) to a private
+redis-server (tests/integration/redis_server.py) -- or, without redis-server on this machine, the
+backend to sqlite.
 """
 
 import base64
+import copy
+import json
 import math
 import os
 import posixpath
@@ -23,6 +35,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -31,10 +44,14 @@ import yaml
 
 from deploy_common import free_port, http_request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from redis_server import RedisServer, redis_server_path  # noqa: E402 (stdlib only)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("TH_SOURCE_DIR") or os.path.normpath(os.path.join(HERE, "..", ".."))
 BIN = os.environ.get("TRAILHOOK_BIN") or os.path.join(SOURCE_DIR, "build", "trailhook")
 K8S_DIR = os.path.join(SOURCE_DIR, "deploy", "kubernetes")
+REDIS_OVERLAY_DIR = os.path.join(K8S_DIR, "redis")
 CONFIG_FILE = os.path.join(SOURCE_DIR, "config", "trailhook.yml")
 EXAMPLE_SECRET = "secret.example.yaml"
 
@@ -66,15 +83,149 @@ def load_yaml_docs(path):
         return [d for d in yaml.safe_load_all(f) if d is not None]
 
 
+class PatchError(Exception):
+    pass
+
+
+def _pointer(path):
+    """The reference tokens of an RFC 6901 JSON pointer."""
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise PatchError("path %r does not start with /" % path)
+    return [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
+
+
+def _index(container, token, path, for_add=False):
+    if token == "-" and for_add:
+        return len(container)
+    if not re.fullmatch(r"0|[1-9][0-9]*", token):
+        raise PatchError("%s: %r is not a list index" % (path, token))
+    i = int(token)
+    if i > len(container) or (i == len(container) and not for_add):
+        raise PatchError("%s: index %d is past the list's end (%d entries)"
+                         % (path, i, len(container)))
+    return i
+
+
+def json_patch(doc, ops):
+    """@return a copy of @p doc with the RFC 6902 operations @p ops applied (add, remove,
+    replace, test; move and copy too). Raises PatchError as kustomize would fail the build."""
+    doc = copy.deepcopy(doc)
+    if not isinstance(ops, list):
+        raise PatchError("a JSON 6902 patch is a list of operations")
+    for op in ops:
+        if not isinstance(op, dict) or "op" not in op or "path" not in op:
+            raise PatchError("not an operation: %r" % (op,))
+        kind, path = op["op"], op["path"]
+        if kind in ("add", "replace", "test") and "value" not in op:
+            raise PatchError("%s %s without a value" % (kind, path))
+        if kind in ("move", "copy"):
+            value = copy.deepcopy(_get(doc, op["from"]))
+            if kind == "move":
+                doc = _remove(doc, op["from"])
+            doc = _add(doc, path, value)
+        elif kind == "add":
+            doc = _add(doc, path, copy.deepcopy(op["value"]))
+        elif kind == "remove":
+            doc = _remove(doc, path)
+        elif kind == "replace":
+            _get(doc, path)  # must exist
+            doc = _remove(doc, path)
+            doc = _add(doc, path, copy.deepcopy(op["value"]))
+        elif kind == "test":
+            if _get(doc, path) != op["value"]:
+                raise PatchError("test %s: %r is not %r" % (path, _get(doc, path), op["value"]))
+        else:
+            raise PatchError("unknown operation %r" % kind)
+    return doc
+
+
+def _get(doc, path):
+    cur = doc
+    for tok in _pointer(path):
+        if isinstance(cur, dict):
+            if tok not in cur:
+                raise PatchError("%s: no member %r" % (path, tok))
+            cur = cur[tok]
+        elif isinstance(cur, list):
+            cur = cur[_index(cur, tok, path)]
+        else:
+            raise PatchError("%s: %r is neither a mapping nor a list" % (path, tok))
+    return cur
+
+
+def _add(doc, path, value):
+    toks = _pointer(path)
+    if not toks:
+        return value
+    parent = _get(doc, "".join("/" + t.replace("~", "~0").replace("/", "~1")
+                               for t in toks[:-1]))
+    last = toks[-1]
+    if isinstance(parent, dict):
+        parent[last] = value
+    elif isinstance(parent, list):
+        parent.insert(_index(parent, last, path, for_add=True), value)
+    else:
+        raise PatchError("%s: the parent is neither a mapping nor a list" % path)
+    return doc
+
+
+def _remove(doc, path):
+    toks = _pointer(path)
+    if not toks:
+        raise PatchError("cannot remove the whole document")
+    parent = _get(doc, "".join("/" + t.replace("~", "~0").replace("/", "~1")
+                               for t in toks[:-1]))
+    last = toks[-1]
+    if isinstance(parent, dict):
+        if last not in parent:
+            raise PatchError("%s: no member %r to remove" % (path, last))
+        del parent[last]
+    elif isinstance(parent, list):
+        del parent[_index(parent, last, path)]
+    else:
+        raise PatchError("%s: the parent is neither a mapping nor a list" % path)
+    return doc
+
+
+def _group_version(api_version):
+    return tuple(api_version.split("/", 1)) if "/" in api_version else ("", api_version)
+
+
+def target_matches(target, doc):
+    """kustomize's patch target: kind, name, namespace, group and version (each optional)."""
+    if not isinstance(doc, dict):
+        return False
+    meta = doc.get("metadata") or {}
+    group, version = _group_version(str(doc.get("apiVersion", "")))
+    for key, actual in (("kind", doc.get("kind")), ("name", meta.get("name")),
+                        ("namespace", meta.get("namespace")), ("group", group),
+                        ("version", version)):
+        want = target.get(key)
+        if want is not None and (want != actual if key != "name" else
+                                 not re.fullmatch(want, actual or "")):
+            return False
+    for key in ("labelSelector", "annotationSelector"):
+        if target.get(key):
+            raise PatchError("patch target %s is not supported by this test" % key)
+    return True
+
+
 class Bundle:
-    """The kustomization and the manifests its resources name, as written."""
+    """A kustomization rendered in Python: the manifests its resources name (files, and
+    directories holding a kustomization, followed recursively as kustomize does), with its
+    patches applied. self.kustomization merges the bases' keys under this one's (namespace and
+    images are what the checks use); self.resources lists the files, relative to this
+    directory."""
 
     def __init__(self, k8s_dir):
         self.dir = k8s_dir
         self.errors = []
         self.kustomization = {}
-        self.resources = []  # entries of `resources`
+        self.resources = []  # files, relative to k8s_dir
         self.docs = []  # (file, doc)
+        self.patched = []  # (target description, number of documents patched)
         kpath = os.path.join(k8s_dir, "kustomization.yaml")
         if not os.path.isfile(kpath):
             self.errors.append("%s does not exist" % kpath)
@@ -82,24 +233,94 @@ class Bundle:
         try:
             docs = load_yaml_docs(kpath)
         except yaml.YAMLError as e:
-            self.errors.append("kustomization.yaml does not parse: %s" % e)
+            self.errors.append("%s does not parse: %s" % (kpath, e))
             return
         if len(docs) != 1 or not isinstance(docs[0], dict):
-            self.errors.append("kustomization.yaml must be one YAML mapping")
+            self.errors.append("%s must be one YAML mapping" % kpath)
             return
-        self.kustomization = docs[0]
-        self.resources = list(self.kustomization.get("resources") or [])
-        for res in self.resources:
-            path = os.path.join(k8s_dir, res)
-            if not os.path.isfile(path):
-                self.errors.append("kustomization.yaml lists resource %r, but %s is not a file"
-                                   % (res, path))
+        own = docs[0]
+        merged = {}
+        for res in own.get("resources") or []:
+            path = os.path.normpath(os.path.join(k8s_dir, res))
+            if os.path.isdir(path):
+                base = Bundle(path)
+                self.errors.extend("%s: %s" % (res, e) for e in base.errors)
+                for f, d in base.docs:
+                    self.docs.append((os.path.relpath(os.path.join(path, f), k8s_dir), d))
+                self.resources.extend(os.path.relpath(os.path.join(path, f), k8s_dir)
+                                      for f in base.resources)
+                for k, v in base.kustomization.items():
+                    if k == "images":
+                        merged.setdefault("images", []).extend(v)
+                    elif k not in ("resources", "patches", "patchesJson6902"):
+                        merged[k] = v
                 continue
+            if not os.path.isfile(path):
+                self.errors.append("%s lists resource %r, but %s is neither a file nor a "
+                                   "directory" % (kpath, res, path))
+                continue
+            self.resources.append(res)
             try:
                 for d in load_yaml_docs(path):
                     self.docs.append((res, d))
             except yaml.YAMLError as e:
                 self.errors.append("%s does not parse as YAML: %s" % (res, e))
+        for k, v in own.items():
+            if k == "images":
+                merged.setdefault("images", []).extend(v or [])
+            else:
+                merged[k] = v
+        self.kustomization = merged
+        self.kustomization["resources"] = list(own.get("resources") or [])
+        for key in ("patchesStrategicMerge", "replicas", "components"):
+            if own.get(key):
+                self.errors.append("%s uses `%s`, which this test does not render; use "
+                                   "`patches` with JSON 6902 (or extend the test)" % (kpath, key))
+        patches = list(own.get("patches") or []) + list(own.get("patchesJson6902") or [])
+        for p in patches:
+            try:
+                self.apply_patch(p)
+            except (PatchError, OSError, yaml.YAMLError) as e:
+                self.errors.append("%s: patch %s: %s" % (kpath, p.get("path") or "(inline)", e))
+
+    def apply_patch(self, p):
+        if "path" in p:
+            path = os.path.normpath(os.path.join(self.dir, p["path"]))
+            with open(path) as f:
+                text = f.read()
+        else:
+            text = p.get("patch")
+            if text is None:
+                raise PatchError("neither path nor patch")
+        body = yaml.safe_load(text)
+        target = p.get("target")
+        if isinstance(body, list):
+            if not target:
+                raise PatchError("a JSON 6902 patch needs a target")
+            hits = 0
+            for i, (f, d) in enumerate(self.docs):
+                if target_matches(target, d):
+                    self.docs[i] = (f, json_patch(d, body))
+                    hits += 1
+            if hits == 0:
+                raise PatchError("target %r matches no resource" % target)
+            self.patched.append((target, hits))
+            return
+        if isinstance(body, dict) and body.get("$patch") == "delete":
+            want = {"kind": body.get("kind"), "name": (body.get("metadata") or {}).get("name")}
+            keep = [(f, d) for f, d in self.docs
+                    if not (d.get("kind") == want["kind"]
+                            and (d.get("metadata") or {}).get("name") == want["name"])]
+            if len(keep) == len(self.docs):
+                raise PatchError("$patch: delete of %s %s matches no resource"
+                                 % (want["kind"], want["name"]))
+            self.docs = keep
+            # A file whose every document was deleted is no longer a resource of this rendering.
+            self.resources = [r for r in self.resources if any(f == r for f, _ in keep)]
+            self.patched.append((want, "deleted"))
+            return
+        raise PatchError("only JSON 6902 patches and `$patch: delete` are rendered by this test; "
+                         "write this strategic-merge patch as JSON 6902")
 
     def of_kind(self, kind):
         return [d for _, d in self.docs if isinstance(d, dict) and d.get("kind") == kind]
@@ -111,14 +332,13 @@ class Bundle:
         return None
 
 
-_BUNDLE = None
+_BUNDLES = {}
 
 
-def bundle():
-    global _BUNDLE
-    if _BUNDLE is None:
-        _BUNDLE = Bundle(K8S_DIR)
-    return _BUNDLE
+def bundle(k8s_dir=K8S_DIR):
+    if k8s_dir not in _BUNDLES:
+        _BUNDLES[k8s_dir] = Bundle(k8s_dir)
+    return _BUNDLES[k8s_dir]
 
 
 def example_secret():
@@ -215,11 +435,13 @@ class ManifestLookups:
     """Lookups into bundle() for a TestCase; each fails the test with a clear message."""
 
     longMessage = False  # the messages below say what is wrong; no dumps of whole mappings
+    BUNDLE_DIR = K8S_DIR  # which kustomization the checks read
 
     def setUp(self):
-        self.b = bundle()
+        self.b = bundle(self.BUNDLE_DIR)
         if self.b.errors:
-            self.fail("deploy/kubernetes cannot be loaded:\n  " + "\n  ".join(self.b.errors))
+            self.fail("%s cannot be loaded:\n  %s" % (os.path.relpath(self.BUNDLE_DIR, SOURCE_DIR),
+                                                       "\n  ".join(self.b.errors)))
 
     def one(self, kind):
         found = self.b.of_kind(kind)
@@ -590,6 +812,7 @@ class KubernetesManifests(ManifestLookups, unittest.TestCase):
                                 for p in pdbs if "minAvailable" in p["spec"]),
                             "with the redis backend a PodDisruptionBudget should keep "
                             "minAvailable >= 1")
+            self.check_scaled_out(spec, replicas, strategy, pdbs)
             return
         self.assertEqual(self.backend(), "sqlite", "unknown TRAILHOOK_STATE_BACKEND")
         self.assertEqual(replicas, 1, "the sqlite backend is local to one pod: replicas must be "
@@ -608,17 +831,120 @@ class KubernetesManifests(ManifestLookups, unittest.TestCase):
                                % p["metadata"]["name"])
 
 
+    def check_scaled_out(self, spec, replicas, strategy, pdbs):
+        """Several replicas: upgrades and drains keep one serving; no volume only one pod can
+        attach; replicas spread over nodes."""
+        self.assertEqual(strategy, "RollingUpdate", "with several replicas on shared state the "
+                         "strategy should be RollingUpdate (Recreate stops every pod at once)")
+        rolling = (spec.get("strategy") or {}).get("rollingUpdate") or {}
+        unavailable = self.resolve(rolling.get("maxUnavailable", "25%"), replicas)
+        self.assertGreaterEqual(replicas - unavailable, 1, "the rolling update may take every "
+                                "replica down at once (maxUnavailable %r)"
+                                % rolling.get("maxUnavailable"))
+        if unavailable == 0:
+            self.assertGreaterEqual(self.resolve(rolling.get("maxSurge", "25%"), replicas), 1,
+                                    "maxUnavailable 0 and maxSurge 0: the rollout cannot move")
+        for p in pdbs:
+            ps = p["spec"]
+            if "minAvailable" in ps:
+                allowed = replicas - self.resolve(ps["minAvailable"], replicas)
+            else:
+                allowed = self.resolve(ps.get("maxUnavailable", 1), replicas)
+            self.assertGreater(allowed, 0, "PodDisruptionBudget %s allows no disruption of %d "
+                               "replicas: node drains would block forever"
+                               % (p["metadata"]["name"], replicas))
+        vols = self.volumes()
+        for m in self.mounts():
+            v = vols.get(m["name"], {})
+            self.assertNotIn("persistentVolumeClaim", v, "volume %r (%s) is a "
+                             "PersistentVolumeClaim: a ReadWriteOnce claim cannot follow %d "
+                             "replicas onto several nodes, and with redis the state is not there"
+                             % (m["name"], m["mountPath"], replicas))
+        self.assertEqual(self.b.of_kind("PersistentVolumeClaim"), [],
+                         "the redis rendering still creates a PersistentVolumeClaim nobody uses")
+        labels = spec["template"]["metadata"].get("labels")
+        affinity = (self.pod_spec().get("affinity") or {}).get("podAntiAffinity") or {}
+        terms = [t.get("podAffinityTerm") or {} for t in
+                 affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or []]
+        terms += affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or []
+        spread = [t for t in terms if t.get("topologyKey") == "kubernetes.io/hostname" and
+                  labels_match((t.get("labelSelector") or {}).get("matchLabels"), labels)]
+        self.assertTrue(spread, "no podAntiAffinity on kubernetes.io/hostname selecting the "
+                        "pods: both replicas may land on one node, and its drain or failure "
+                        "takes both")
+
+
+class RedisOverlayManifests(KubernetesManifests):
+    """The same checks on deploy/kubernetes/redis, rendered here (JSON 6902 patches applied)."""
+
+    BUNDLE_DIR = REDIS_OVERLAY_DIR
+
+    def test_overlay_selects_redis_from_the_secret(self):
+        env = self.env()
+        self.assertEqual(env.get("TRAILHOOK_STATE_BACKEND"), "redis")
+        self.assertNotIn("TRAILHOOK_STATE_REDIS_URL", env, "the Redis URL (it may carry a "
+                         "password) belongs in the Secret: TRAILHOOK_STATE_REDIS_URL_FILE")
+        self.assertIn("TRAILHOOK_STATE_REDIS_URL_FILE", env)
+        _, values = example_secret()
+        self.assertIn("redis_url", values, "%s should show the key redis_url" % EXAMPLE_SECRET)
+        self.assertIn("example", values["redis_url"].lower())
+        self.assertRegex(values["redis_url"], r"^rediss?://", "redis_url should be a redis:// "
+                         "or rediss:// URL")
+        # Every patch found its target (a renamed resource would silently patch nothing).
+        self.assertTrue(self.b.patched)
+        base = bundle(os.path.join(K8S_DIR, "base"))
+        self.assertEqual(base.errors, [])
+        kinds = sorted(d.get("kind") for _, d in self.b.docs)
+        self.assertEqual(kinds, sorted(d.get("kind") for _, d in base.docs
+                                       if d.get("kind") != "PersistentVolumeClaim"),
+                         "the overlay should change the base's resources, not add or drop any "
+                         "but the PersistentVolumeClaim")
+
+
 @unittest.skipUnless(shutil.which("kubectl"), "kubectl not on PATH")
 class KustomizeRender(unittest.TestCase):
     """`kubectl kustomize` (offline) builds the directory and applies the namespace."""
 
     longMessage = False
 
-    def test_renders(self):
-        r = subprocess.run(["kubectl", "kustomize", K8S_DIR], stdout=subprocess.PIPE,
+    def render(self, k8s_dir):
+        r = subprocess.run(["kubectl", "kustomize", k8s_dir], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=60)
-        self.assertEqual(r.returncode, 0, "kubectl kustomize failed:\n%s" % r.stderr.decode())
-        docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+        self.assertEqual(r.returncode, 0, "kubectl kustomize %s failed:\n%s"
+                         % (k8s_dir, r.stderr.decode()))
+        return [d for d in yaml.safe_load_all(r.stdout) if d]
+
+    @staticmethod
+    def comparable(doc):
+        """A resource without what only kustomize adds (namespace, labels, image tag)."""
+        doc = copy.deepcopy(doc)
+        doc.get("metadata", {}).pop("namespace", None)
+        doc.get("metadata", {}).pop("labels", None)
+        tmpl = (doc.get("spec") or {}).get("template")
+        if isinstance(tmpl, dict):
+            tmpl.get("metadata", {}).pop("labels", None)
+            for c in (tmpl.get("spec") or {}).get("containers") or []:
+                c.pop("image", None)
+        return json.loads(json.dumps(doc, sort_keys=True))
+
+    def test_redis_overlay_renders_as_this_test_renders_it(self):
+        docs = self.render(REDIS_OVERLAY_DIR)
+        kinds = sorted(d["kind"] for d in docs)
+        self.assertNotIn("Secret", kinds)
+        self.assertNotIn("PersistentVolumeClaim", kinds)
+        mine = bundle(REDIS_OVERLAY_DIR)
+        self.assertEqual(mine.errors, [])
+        self.assertEqual(kinds, sorted(d["kind"] for _, d in mine.docs))
+        for d in docs:
+            if d["kind"] != "Namespace":
+                self.assertEqual(d["metadata"].get("namespace"), "trailhook")
+            ours = mine.named(d["kind"], d["metadata"]["name"])
+            self.assertEqual(self.comparable(ours), self.comparable(d),
+                             "%s %s: kubectl kustomize and this test's rendering differ"
+                             % (d["kind"], d["metadata"]["name"]))
+
+    def test_renders(self):
+        docs = self.render(K8S_DIR)
         kinds = sorted(d["kind"] for d in docs)
         self.assertIn("Deployment", kinds, "no Deployment in the kustomize output: %s" % kinds)
         self.assertNotIn("Secret", kinds, "the rendered output must not contain a Secret")
@@ -642,6 +968,7 @@ class DeploymentEnvServes(ManifestLookups, unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="trailhook-k8s-")
         self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         self.proc = None
+        self.redis = None
 
     def tearDown(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -697,7 +1024,23 @@ class DeploymentEnvServes(ManifestLookups, unittest.TestCase):
                 out[k] = path
             else:
                 out[k] = v
-        if out.get("TRAILHOOK_STATE_BACKEND", "sqlite") != "sqlite":
+        if out.get("TRAILHOOK_STATE_BACKEND", "sqlite") == "redis" and \
+                redis_server_path() is not None:
+            # A private redis-server stands in for the Secret's Redis (same database).
+            redis = RedisServer(self).start()
+            url = out.pop("TRAILHOOK_STATE_REDIS_URL", None)
+            if url is None:
+                with open(out["TRAILHOOK_STATE_REDIS_URL_FILE"]) as f:
+                    url = f.read().strip()
+            m = re.search(r"/(\d+)/?$", url)
+            local = redis.url(int(m.group(1)) if m else 0)
+            if "TRAILHOOK_STATE_REDIS_URL_FILE" in out:
+                with open(out["TRAILHOOK_STATE_REDIS_URL_FILE"], "w") as f:
+                    f.write(local + "\n")
+            else:
+                out["TRAILHOOK_STATE_REDIS_URL"] = local
+            self.redis = redis
+        elif out.get("TRAILHOOK_STATE_BACKEND", "sqlite") != "sqlite":
             # No Redis here: run the rest of the environment against a local SQLite store.
             out["TRAILHOOK_STATE_BACKEND"] = "sqlite"
             for k in [k for k in out if k.startswith("TRAILHOOK_STATE_REDIS_URL")]:
@@ -795,6 +1138,12 @@ class DeploymentEnvServes(ManifestLookups, unittest.TestCase):
             self.assertNotIn(marker, text, "sanitizer report on stderr:\n" + text)
         self.assertLess(time.monotonic() - t0, tgps, "the drain outlasted "
                         "terminationGracePeriodSeconds (%ss)" % tgps)
+
+
+class RedisOverlayServes(DeploymentEnvServes):
+    """The overlay's environment: probes, scrape and credentials, against a private Redis."""
+
+    BUNDLE_DIR = REDIS_OVERLAY_DIR
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ class Load:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.c = dict(requests=0, acked=0, no_answer=0, s503=0, other=0, retried=0,
-                      events=0, matching=0, reposts=0, joins=0, duplicates=0,
+                      events=0, matching=0, reposts=0, matching_reposts=0, joins=0, duplicates=0,
                       leftovers=0)
         self.acked_events = {}   # eventID -> (matching, image)
         self.pool = []           # acknowledged (doc, matching, image) for re-posts
@@ -145,7 +145,6 @@ class Load:
         self.anomalies = []      # (kind, text)
         self.other_statuses = {}
         self.leftovers = []      # unacknowledged requests when the load stopped
-        self.last_ack = 0.0
         self.pool_rng = random.Random(args.seed)
 
     def anomaly(self, kind, text):
@@ -245,10 +244,9 @@ class Load:
                 with self.lock:
                     self.c["retried"] += 1
             first = False
-            t_sent = time.monotonic()
             status, doc = self.post_once(body)
             if status is not None and 200 <= status < 300:
-                self.record(items, status, doc, t_sent, who)
+                self.record(items, status, doc, who)
                 return True
             with self.lock:
                 if status is None:
@@ -267,7 +265,7 @@ class Load:
                 return False
             time.sleep(rng.uniform(0.1, 0.5))
 
-    def record(self, items, status, doc, t_sent, who):
+    def record(self, items, status, doc, who):
         if status != 202 or not isinstance(doc, dict):
             self.anomaly("unexpected_2xx", "%s got %d: %r" % (who, status, doc))
             return
@@ -287,11 +285,11 @@ class Load:
                          % (who, reposts, len(matching), dups,
                             [it["event_id"] for it in matching if it["repost"]]))
         with self.lock:
-            self.last_ack = now
             self.c["acked"] += 1
             self.c["events"] += len(items)
             self.c["matching"] += len(matching)
             self.c["reposts"] += sum(1 for it in items if it["repost"])
+            self.c["matching_reposts"] += reposts
             self.c["joins"] += sum(1 for it in items if it["join"])
             self.c["duplicates"] += max(dups, 0)
             for aid in alerts:
@@ -329,7 +327,7 @@ def main(argv=None):
     ap.add_argument("--kills", type=int, default=20, help="kill -9 count during the load")
     ap.add_argument("--seed", type=int, default=None, help="default: a fresh one, printed")
     ap.add_argument("--clients", type=int, default=4, help="client threads")
-    ap.add_argument("--think", type=float, default=0.1,
+    ap.add_argument("--think", type=float, default=0.3,
                     help="most seconds a client waits between requests")
     ap.add_argument("--fail", type=float, default=0.25, help="fraction of requests failed")
     ap.add_argument("--faults", default=",".join(FAULT_KINDS),
@@ -339,6 +337,8 @@ def main(argv=None):
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--burst", type=int, default=30, help="events posted right before a "
                     "burst kill")
+    ap.add_argument("--big-batch", type=int, default=300, help="events of the array a "
+                    "mid-batch kill interrupts")
     ap.add_argument("--deadline", type=float, default=300.0,
                     help="seconds for the outbox to drain once the receivers answer 2xx")
     ap.add_argument("--keep", action="store_true", help="keep logs and state even on PASS")
@@ -449,12 +449,16 @@ def run(args, cl):
 
     # -- kill -9 at random moments --
     kills = []  # dict(t0, t1, mode, port)
-    avg_gap = args.duration / (args.kills + 1)
+    t_end = t_load + args.duration
 
     def gap():
-        return max(1.0, rng.uniform(0.3, 1.7) * avg_gap)
+        """Spreads the kills left over the load time left (a restart and a burst take time)."""
+        left = args.kills - len(kills)
+        room = t_end - time.monotonic() - 0.5
+        if left <= 0 or room <= 0:
+            return args.duration
+        return min(room, max(1.0, rng.uniform(0.3, 1.7) * room / (left + 0.5)))
 
-    t_end = t_load + args.duration
     next_kill = time.monotonic() + gap()
     port = svc.port
     while time.monotonic() < t_end and not crashes:
@@ -468,11 +472,19 @@ def run(args, cl):
                 break
             continue
         if len(kills) < args.kills and time.monotonic() >= next_kill:
-            mode = "burst" if rng.random() < 0.4 else "plain"
-            if mode == "burst":
+            mode = rng.choices(("plain", "burst", "mid"), (4, 4, 2))[0]
+            if mode == "burst":  # deliveries in flight
                 items, body = load.build_kinds(rng, ["fresh"] * args.burst)
-                load.send(items, body, rng, "burst")
+                load.send(items, body, random.Random(rng.random()), "burst")
                 time.sleep(rng.uniform(0.0, 0.3))
+            elif mode == "mid":  # a large array being evaluated and committed
+                items, body = load.build_kinds(rng, ["fresh"] * args.big_batch)
+                th = threading.Thread(target=load.send, daemon=True, name="mid-batch",
+                                      args=(items, body, random.Random(rng.random()),
+                                            "mid-batch"))
+                th.start()
+                threads.append(th)
+                time.sleep(rng.uniform(0.0, 0.15))
             t0 = time.monotonic()
             svc.kill9()
             t1 = time.monotonic()
@@ -549,6 +561,11 @@ def run(args, cl):
 
     _, dead = outbox_cli(svc.state_dir, "list", "--dead")
     _, pending_rows = outbox_cli(svc.state_dir, "list", "--pending")
+    try:
+        api_alerts = [a.get("id") for a in svc.alerts(1000)]
+    except (AssertionError, OSError, ValueError) as e:
+        api_alerts = None
+        crashes.append(("GET /alerts failed", str(e)[:2000]))
     t_stop2 = time.monotonic()
     try:
         stop_rc2 = svc.stop()
@@ -559,7 +576,7 @@ def run(args, cl):
         crashes.append(("final SIGTERM exit status %s" % stop_rc2, svc.stderr_text()[-4000:]))
 
     return verify(args, cl, svc, gens, load, receivers, kills, crashes, dead, pending_rows,
-                  drained, replay, t_load, t_load_end, t_drained)
+                  api_alerts, drained, replay, t_load, t_load_end, t_drained)
 
 
 def read_store(state_dir):
@@ -621,9 +638,10 @@ def excusing_kill(req, kills):
     return None
 
 
-def verify(args, cl, svc, gens, load, receivers, kills, crashes, dead, pending_rows, drained,
-           replay, t_load, t_load_end, t_drained):
+def verify(args, cl, svc, gens, load, receivers, kills, crashes, dead, pending_rows, api_alerts,
+           drained, replay, t_load, t_load_end, t_drained):
     stored, integrity, db_error = read_store(svc.state_dir)
+    api_missing = [a for a in (api_alerts or []) if a not in stored]
     acked = set(load.acked_alerts)
     missing = sorted(acked - set(stored))
     images_without = []
@@ -660,7 +678,8 @@ def verify(args, cl, svc, gens, load, receivers, kills, crashes, dead, pending_r
                     unexcused += 1
                     unexcused_list.append((aid, q, reqs))
         lost = sorted(acked - set(per))
-        pend = {r["ref"] for r in pending_rows if r.get("destination") == rcv.name}
+        pend = {r["ref"] for r in list(pending_rows) + list(dead)
+                if r.get("destination") == rcv.name}
         rows.append(dict(dest=rcv.name, delivered=len(acked & set(per)), dup=dup,
                          excused=excused, unexcused=unexcused, lost=len(lost),
                          lost_pending=len(set(lost) & pend), unknown=unknown,
@@ -672,9 +691,11 @@ def verify(args, cl, svc, gens, load, receivers, kills, crashes, dead, pending_r
     c = load.c
     print()
     print("faults run: seed %d, %.0fs of load, %d clients, %d kills (%d right after a burst of "
-          "%d), receivers failing %.0f%% (%s; hang %.1fs vs timeout_ms %d)"
+          "%d, %d during an array of %d), receivers failing %.0f%% (%s; hang %.1fs vs "
+          "timeout_ms %d)"
           % (args.seed, t_load_end - t_load, args.clients, len(kills),
-             sum(1 for k in kills if k["mode"] == "burst"), args.burst, args.fail * 100,
+             sum(1 for k in kills if k["mode"] == "burst"), args.burst,
+             sum(1 for k in kills if k["mode"] == "mid"), args.big_batch, args.fail * 100,
              ", ".join(args.fault_kinds) or "none", args.timeout_ms / 1000.0 + 1.0,
              args.timeout_ms))
     fmt2 = "  %-44s %8s"
@@ -683,15 +704,19 @@ def verify(args, cl, svc, gens, load, receivers, kills, crashes, dead, pending_r
     print(fmt2 % ("requests acknowledged (2xx)", c["acked"]))
     print(fmt2 % ("no answer (kill, refused) -> sent again", c["no_answer"]))
     print(fmt2 % ("503 -> sent again", c["s503"]))
+    print(fmt2 % ("requests sent again (EventBridge-style retry)", c["retried"]))
     print(fmt2 % ("other statuses", c["other"]))
     print(fmt2 % ("unacknowledged at load stop, sent after restart", c["leftovers"]))
     print(fmt2 % ("events acknowledged", c["events"]))
-    print(fmt2 % ("matching events acknowledged", c["matching"]))
     print(fmt2 % ("  of which re-posts of an acknowledged event", c["reposts"]))
+    print(fmt2 % ("matching events acknowledged", c["matching"]))
+    print(fmt2 % ("  of which re-posts of an acknowledged event", c["matching_reposts"]))
     print(fmt2 % ("  of which new events for an alerted image", c["joins"]))
-    print(fmt2 % ("duplicates counted by trailhook", c["duplicates"]))
+    print(fmt2 % ("duplicates counted by trailhook (>= re-posts)", c["duplicates"]))
     print(fmt2 % ("distinct alerts acknowledged", len(acked)))
-    print(fmt2 % ("alerts stored", len(stored)))
+    print(fmt2 % ("alerts stored (read with sqlite3)", len(stored)))
+    print(fmt2 % ("newest alerts via GET /alerts?limit=1000", len(api_alerts or [])))
+    print(fmt2 % ("  of which not in the store", len(api_missing)))
     print(fmt2 % ("acknowledged alerts missing from the store", len(missing)))
     print(fmt2 % ("acknowledged images without a stored alert", len(images_without)))
     print(fmt2 % ("images with more than one alert", len(split_images)))
@@ -703,6 +728,10 @@ def verify(args, cl, svc, gens, load, receivers, kills, crashes, dead, pending_r
     for r in rows:
         print(fmt % (r["dest"], r["delivered"], r["dup"], r["excused"], r["unexcused"],
                      r["lost"], r["attempts"], r["answered_2xx"], r["unknown"], r["bad_sig"]))
+    gaps = [k["t0"] - q.answered_at for r in rows for _, q, k in r["excused_list"]]
+    if gaps:
+        print("  excused duplicates: the earlier 2xx came %.3f to %.3fs before its kill "
+              "(negative: while the kill was under way)" % (min(gaps), max(gaps)))
     print("  delivered = acknowledged alerts answered 2xx at least once; dups = 2xx beyond the "
           "first; excused = re-sends after a 2xx answered at most %.1fs before a kill; lost = "
           "acknowledged, never answered 2xx; unknown = 2xx not naming an alert" % EXCUSE_S)
@@ -718,6 +747,9 @@ def verify(args, cl, svc, gens, load, receivers, kills, crashes, dead, pending_r
             print("\nCRASH: %s\n%s" % (what, text))
     if db_error or integrity != "ok":
         problems.append("database: %s" % (db_error or integrity))
+    if api_missing or (api_alerts is not None and len(api_alerts) < min(1000, len(stored))):
+        problems.append("GET /alerts disagrees with the store: %d of %d unknown"
+                        % (len(api_missing), len(api_alerts)))
     if missing:
         problems.append("%d acknowledged alerts not stored" % len(missing))
         print("\nacknowledged but not stored (first 10): %s" % missing[:10])
@@ -754,7 +786,7 @@ def verify(args, cl, svc, gens, load, receivers, kills, crashes, dead, pending_r
     for r in rows:
         if r["lost"]:
             problems.append("%s: %d lost" % (r["dest"], r["lost"]))
-            print("\n%s: lost (first 5 of %d; %d of them still pending or dead):"
+            print("\n%s: lost (first 5 of %d; %d of them still pending or dead letters):"
                   % (r["dest"], r["lost"], r["lost_pending"]))
             for aid in r["lost_ids"][:5]:
                 print("  alert %s, acknowledged at %s" % (aid, rel(load.acked_alerts.get(aid))))

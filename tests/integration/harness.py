@@ -141,6 +141,9 @@ def to_yaml(obj, indent=0):
             return pad + "[]\n"
         out = []
         for v in obj:
+            if not isinstance(v, (dict, list)) or not v:
+                out.append(pad + "- " + to_yaml(v, 0))
+                continue
             text = to_yaml(v, indent + 1)
             # "- " takes the place of the first line's indentation
             out.append(pad + "- " + text[len(pad) + 2:])

@@ -458,6 +458,22 @@ class RetryTest(DeliveryTestCase):
                                 "--destination", "hook")
         self.assertEqual([r["state"] for r in rows], ["done"], rows)
 
+    def test_garbage_and_resets_are_retried_not_dead_letters(self):
+        # A receiver that answers something other than HTTP, or resets, is broken for now,
+        # not refusing the alert: libcurl's "Received HTTP/0.9" must not park it.
+        hook = self.hook_receiver()
+        hook.script("/hook", Reply(None, raw=b"garbage, not HTTP\r\n\r\n"),
+                    Reply(None, reset=True), Reply(None, raw=b"\x00\x01\x02"))
+        svc = self.service([self.hook_dest(hook, timeout_ms=2000, connect_timeout_ms=1000)])
+        alert_id = self.post_alert(svc)
+        got = hook.wait_delivered(1, timeout=30)
+        self.assertEqual(len(got), 1, hook.all())
+        self.assertEqual(hook.count(), 4, hook.all())
+        self.check_hook(got[0], alert_id)
+        rows = self.wait_outbox(svc, lambda rows: rows and rows[0]["state"] == "done", 5,
+                                "--destination", "hook")
+        self.assertEqual([r["state"] for r in rows], ["done"], rows)
+
     def test_400_invalid_payload_is_a_dead_letter_then_retry(self):
         slack = self.slack_receiver()
         slack.script("/slack", Reply(400, b"invalid_payload", content_type="text/html"))
