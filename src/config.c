@@ -1174,6 +1174,26 @@ static void name_destinations(struct th_config *cfg)
     }
 }
 
+/* With a shared outbox, a delivery idle longer than claim_after_seconds is taken over by another
+ * replica: one still waiting for a slow receiver would then be sent twice. */
+static enum th_err check_claim_after(struct loader *ld, const struct th_config *cfg)
+{
+    if (strcmp(cfg->state_backend, "redis") != 0) {
+        return TH_OK;
+    }
+    for (size_t i = 0; i < cfg->ndestinations; i++) {
+        const struct th_config_dest *d = &cfg->destinations[i];
+        if (d->timeout_ms + d->connect_timeout_ms >= cfg->state_claim_after_seconds * 1000) {
+            return fail(ld, TH_EINVAL, 0,
+                        "destination %s: timeout_ms plus connect_timeout_ms must stay below "
+                        "state.claim_after_seconds (%lld s), or another replica could take over "
+                        "a delivery still in progress",
+                        d->name, (long long)cfg->state_claim_after_seconds);
+        }
+    }
+    return TH_OK;
+}
+
 /* Runs once every source has been read: quick paths, the console fallback, cross-checks. */
 static enum th_err finish(struct loader *ld)
 {
@@ -1201,7 +1221,7 @@ static enum th_err finish(struct loader *ld)
     if (strcmp(cfg->state_backend, "redis") == 0 && cfg->state_redis_url == NULL) {
         return fail(ld, TH_EINVAL, 0, "state.redis_url is required when state.backend is redis");
     }
-    return TH_OK;
+    return check_claim_after(ld, cfg);
 }
 
 void th_config_defaults(struct th_config *cfg)

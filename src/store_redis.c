@@ -569,26 +569,26 @@ static bool parse_number(const char *s, size_t len, long min, long max, long *ou
 
 /* user:password@ (either part may be empty; without a colon it is the password, as in
  * redis://[[user:]password@]host). */
-static bool parse_userinfo(struct th_redis *r, const char *s, size_t len)
+static bool parse_userinfo(struct th_redis_url *u, const char *s, size_t len)
 {
     const char *colon = memchr(s, ':', len);
 
     if (colon == NULL) {
-        r->password = pct_decode(s, len);
-        return r->password != NULL;
+        u->password = pct_decode(s, len);
+        return u->password != NULL;
     }
     if (colon > s) {
-        r->user = pct_decode(s, (size_t)(colon - s));
-        if (r->user == NULL) {
+        u->user = pct_decode(s, (size_t)(colon - s));
+        if (u->user == NULL) {
             return false;
         }
     }
-    r->password = pct_decode(colon + 1, len - (size_t)(colon - s) - 1);
-    return r->password != NULL;
+    u->password = pct_decode(colon + 1, len - (size_t)(colon - s) - 1);
+    return u->password != NULL;
 }
 
 /* host, host:port, [v6] or [v6]:port. */
-static const char *parse_hostport(struct th_redis *r, const char *s, size_t len)
+static const char *parse_hostport(struct th_redis_url *u, const char *s, size_t len)
 {
     const char *end = s + len;
     const char *host = s;
@@ -614,28 +614,47 @@ static const char *parse_hostport(struct th_redis *r, const char *s, size_t len)
     if (host_end == host) {
         return "the host is missing";
     }
-    r->host = th_xstrndup(host, (size_t)(host_end - host));
-    r->port = DEFAULT_PORT;
+    u->host = th_xstrndup(host, (size_t)(host_end - host));
+    u->port = DEFAULT_PORT;
     if (port != NULL) {
         if (!parse_number(port, (size_t)(end - port), 1, 65535, &v)) {
             return "the port must be a number from 1 to 65535";
         }
-        r->port = (int)v;
+        u->port = (int)v;
     }
     return NULL;
 }
 
-/* redis://[user:password@]host[:port][/db]. The messages never quote the URL: it may hold the
- * password. */
-static enum th_err parse_url(struct th_redis *r, const char *url, char *err, size_t errlen)
+void th_redis_url_free(struct th_redis_url *u)
+{
+    if (u == NULL) {
+        return;
+    }
+    if (u->password != NULL) {
+        memset(u->password, 0, strlen(u->password));
+    }
+    free(u->host);
+    free(u->user);
+    free(u->password);
+    memset(u, 0, sizeof(*u));
+}
+
+/* The messages never quote the URL: it may hold the password. */
+enum th_err th_redis_parse_url(const char *url, struct th_redis_url *out, char *err, size_t errlen)
 {
     static const char scheme[] = "redis://";
-    const char *p = url + strlen(scheme);
+    struct th_redis_url u = {0};
+    const char *p = NULL;
     const char *problem = NULL;
     size_t auth_len;
     const char *at = NULL;
     long db = 0;
 
+    memset(out, 0, sizeof(*out));
+    if (url == NULL) {
+        set_err(err, errlen, "no redis URL given (state.redis_url)");
+        return TH_EINVAL;
+    }
     if (strncmp(url, "rediss://", 9) == 0) {
         set_err(err, errlen,
                 "rediss:// (TLS) is not supported: this trailhook's hiredis 0.14 has no TLS; "
@@ -647,6 +666,7 @@ static enum th_err parse_url(struct th_redis *r, const char *url, char *err, siz
         set_err(err, errlen, "the redis URL must start with redis://");
         return TH_EINVAL;
     }
+    p = url + strlen(scheme);
     if (strpbrk(p, "?#") != NULL) {
         problem = "it must not have a query or fragment";
     }
@@ -654,12 +674,12 @@ static enum th_err parse_url(struct th_redis *r, const char *url, char *err, siz
     for (const char *q = p; q < p + auth_len; q++) {
         at = *q == '@' ? q : at;
     }
-    if (problem == NULL && at != NULL && !parse_userinfo(r, p, (size_t)(at - p))) {
+    if (problem == NULL && at != NULL && !parse_userinfo(&u, p, (size_t)(at - p))) {
         problem = "the user or password has a malformed %-escape";
     }
     if (problem == NULL) {
         const char *hp = at == NULL ? p : at + 1;
-        problem = parse_hostport(r, hp, (size_t)(p + auth_len - hp));
+        problem = parse_hostport(&u, hp, (size_t)(p + auth_len - hp));
     }
     p += auth_len;
     if (problem == NULL && *p == '/' && p[1] != '\0' &&
@@ -667,13 +687,15 @@ static enum th_err parse_url(struct th_redis *r, const char *url, char *err, siz
         problem = "the database after the host must be a number";
     }
     if (problem != NULL) {
+        th_redis_url_free(&u);
         set_err(err, errlen,
                 "invalid redis URL (redis://[user:password@]host[:port][/db]): %s; a password's "
                 "/ ? # @ and %% must be percent-encoded",
                 problem);
         return TH_EINVAL;
     }
-    r->db = (int)db;
+    u.db = (int)db;
+    *out = u;
     return TH_OK;
 }
 
@@ -1053,6 +1075,7 @@ enum th_err th_store_redis_open(struct th_store *st, const char *url, enum th_st
                                 int64_t claim_after_ms, char *err, size_t errlen)
 {
     struct th_redis *r = NULL;
+    struct th_redis_url u = {0};
     bool refused = false;
     enum th_err rc;
 
@@ -1066,10 +1089,15 @@ enum th_err th_store_redis_open(struct th_store *st, const char *url, enum th_st
     r->mode = mode;
     r->claim_after_ms = claim_after_ms > 0 ? claim_after_ms : 60000;
     consumer_name(r);
-    rc = parse_url(r, url, err, errlen);
+    rc = th_redis_parse_url(url, &u, err, errlen);
     if (rc != TH_OK) {
         return rc;
     }
+    r->host = u.host;
+    r->port = u.port;
+    r->user = u.user;
+    r->password = u.password;
+    r->db = u.db;
     if (connect_now(r, &refused)) {
         return TH_OK;
     }

@@ -2,7 +2,8 @@
 /*
  * store_redis_int.h -- what the two files of the Redis store share: store_redis.c (the data
  * model, the connection, scripts, accounts, applying a request, alerts, rule errors,
- * housekeeping) and store_redis_outbox.c (the outbox on Redis Streams). Not a public interface.
+ * housekeeping) and store_redis_outbox.c (the outbox on Redis Streams), and the URL parser
+ * tests/fuzz/fuzz_redis_url.c calls. Not a public interface.
  */
 #ifndef TRAILHOOK_STORE_REDIS_INT_H
 #define TRAILHOOK_STORE_REDIS_INT_H
@@ -66,6 +67,27 @@ struct th_redis {
     size_t ndests;
     int64_t cleanup_at_ms; /* monotonic: when due next removes idle consumers */
 };
+
+/* state.redis_url taken apart: redis://[[user:]password@]host[:port][/db]. */
+struct th_redis_url {
+    char *host;     /* never empty; an IPv6 address without its [] */
+    int port;       /* 1 to 65535; 6379 when the URL names none */
+    char *user;     /* NULL: none (AUTH with the password only) */
+    char *password; /* NULL: none; never logged or shown */
+    int db;         /* 0 to 2147483647; 0 when the URL names none */
+};
+
+/**
+ * Parses @p url (the user and password percent-decoded; %00 refused). rediss:// is refused:
+ * this hiredis has no TLS.
+ * @param[out] out filled on success, zeroed on failure; freed with th_redis_url_free
+ * @return TH_OK; TH_EINVAL (not a redis:// URL, malformed) or TH_EUNSUPPORTED (rediss://), with
+ * one sentence in @p err that never quotes the URL, so never shows the password.
+ */
+enum th_err th_redis_parse_url(const char *url, struct th_redis_url *out, char *err, size_t errlen);
+
+/** Wipes the password, frees @p u's strings and zeroes it; @p u may be NULL. */
+void th_redis_url_free(struct th_redis_url *u);
 
 /** Keeps "<what>: <detail>" for th_store_last_error and logs it. @return @p rc. */
 enum th_err th_redis_fail(struct th_store *st, enum th_err rc, const char *what, const char *fmt,

@@ -367,6 +367,31 @@ static void test_kubernetes_service_links_are_not_settings(void **state)
     th_config_cleanup(&cfg);
 }
 
+/* A shared outbox takes over deliveries idle this long: a slower attempt would be sent twice. */
+static void test_claim_after_must_exceed_delivery_timeouts(void **state)
+{
+    const char *const ok[] = {"TRAILHOOK_STATE_BACKEND=redis",
+                              "TRAILHOOK_STATE_REDIS_URL=redis://127.0.0.1:6379/0", NULL};
+    const char *const tight[] = {"TRAILHOOK_STATE_BACKEND=redis",
+                                 "TRAILHOOK_STATE_REDIS_URL=redis://127.0.0.1:6379/0",
+                                 "TRAILHOOK_STATE_CLAIM_AFTER_SECONDS=13", NULL};
+    const char *const sqlite[] = {"TRAILHOOK_STATE_CLAIM_AFTER_SECONDS=1", NULL};
+    struct th_config cfg;
+    char err[512] = "";
+
+    (void)state;
+    assert_int_equal(load(NULL, ok, &cfg, err, sizeof(err)), TH_OK);
+    assert_int_equal(cfg.state_claim_after_seconds, 60);
+    th_config_cleanup(&cfg);
+    /* console: 10 000 + 3 000 ms is not below 13 s */
+    assert_int_equal(load(NULL, tight, &cfg, err, sizeof(err)), TH_EINVAL);
+    assert_non_null(strstr(err, "destination console: timeout_ms plus connect_timeout_ms"));
+    th_config_cleanup(&cfg);
+    /* Without the shared outbox nothing is taken over. */
+    assert_int_equal(load(NULL, sqlite, &cfg, err, sizeof(err)), TH_OK);
+    th_config_cleanup(&cfg);
+}
+
 static void test_bad_values_name_key(void **state)
 {
     const char *const workers[] = {"TRAILHOOK_WORKERS=many", NULL};
@@ -779,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_unknown_key_names_key_and_line),
         cmocka_unit_test(test_unknown_env_variable),
         cmocka_unit_test(test_kubernetes_service_links_are_not_settings),
+        cmocka_unit_test(test_claim_after_must_exceed_delivery_timeouts),
         cmocka_unit_test(test_bad_values_name_key),
         cmocka_unit_test(test_unreadable_and_malformed_file),
         cmocka_unit_test(test_secret_never_in_errors),

@@ -16,7 +16,7 @@ and the outbox.
                        events on every replica's GET /alerts; one notification per destination.
   KilledReplicaTest    receivers down, events posted to one replica only; once its lanes hold the
                        rows (pending in the destinations' consumer groups), kill -9; receivers up:
-                       another replica (claim_after_seconds 2) delivers every alert, exactly once
+                       another replica (claim_after_seconds 8) delivers every alert, exactly once
                        per destination.
   RedisRestartTest     Redis stopped and restarted under load from client threads posting to two
                        replicas: while down ingest answers 503 with Retry-After (never 202) and
@@ -402,7 +402,7 @@ class OneImageTest(ReplicaTestCase):
 class KilledReplicaTest(ReplicaTestCase):
     scenario = "3 kill -9 with deliveries pending"
     ALERTS = 10
-    CLAIM_AFTER = 2
+    CLAIM_AFTER = 8
 
     def pending_by_consumer(self):
         """{dest: {consumer: pending}} from the destinations' consumer groups."""
@@ -422,7 +422,10 @@ class KilledReplicaTest(ReplicaTestCase):
         # The receivers hold every request (then answer 503): the victim's lanes are in the
         # middle of a delivery when it dies, each holding one row a shared outbox gave it alone.
         # A lane takes one row at a time, so the others stay in the stream for any replica.
-        cfg = self.config(timeout_ms=60000)
+        # Each attempt waits out timeout_ms (6 s), so the lanes are caught mid-delivery; with
+        # connect_timeout_ms it stays below claim_after_seconds (8 s), as the loader demands: a
+        # live replica's delivery is never taken over.
+        cfg = self.config(timeout_ms=6000)
         victim = self.replica(cfg, claim_after=self.CLAIM_AFTER)
         for r in self.receivers.values():
             r.set_default(Reply(503, delay=20.0))
