@@ -28,15 +28,32 @@
 #define IDLE_WAIT_MS    1000
 #define HOLD_BASE_MS    500
 #define HOLD_CAP_MS     5000
+#define MAX_UNSAVED     1024 /* outcomes a destination remembers while the store refuses them */
 
 /* What the lanes of one destination share. */
+/* What a send gave, when the store could not record it (disk full, Redis away). */
+struct unsaved {
+    int64_t id;
+    enum th_dest_outcome outcome;
+    int64_t next_ms; /* TH_DEST_RETRY: when to try again */
+    char detail[320];
+};
+
 struct dest_state {
     const struct th_config_dest *cfg;
     const struct th_dest_ops *ops;
-    pthread_mutex_t lock; /* guards rl, inflight and the hold */
+    pthread_mutex_t lock; /* guards rl, inflight, unsaved and the hold */
     struct th_ratelimit rl;
     int64_t inflight[MAX_LANES];
     size_t ninflight;
+    /* A row whose outcome the store refused stays pending there. Without this memory a lane
+     * would take it again at once and page the receiver again every few milliseconds for as
+     * long as the disk is full; with it, the row waits until its outcome is written. (A
+     * restart forgets: the row is then sent again, as at-least-once allows.) */
+    struct unsaved *unsaved;
+    size_t nunsaved;
+    size_t cap_unsaved;
+    int64_t next_save_ms; /* monotonic: when to try writing them again */
     /* While a receiver is unreachable or has asked us to wait, the destination holds: one probe
      * at a time instead of every pending row failing on its own (and growing its backoff). */
     int64_t hold_until_ms;
@@ -168,30 +185,94 @@ static json_t *load_doc(struct th_store *st, const struct th_outbox_row *row)
     return doc;
 }
 
-/* Records what a send gave; a store failure leaves the row pending (re-sent: at-least-once). */
-static void settle(struct th_store *st, const struct th_config_dest *cfg,
-                   const struct th_outbox_row *row, const struct th_dest_result *res, int64_t now)
+/* Writes one outcome to the store. */
+static enum th_err save(struct th_store *st, const struct unsaved *u, int64_t now)
+{
+    switch (u->outcome) {
+    case TH_DEST_DELIVERED:
+        return th_store_outbox_done(st, u->id, now);
+    case TH_DEST_DEAD:
+        return th_store_outbox_dead(st, u->id, u->detail, now);
+    case TH_DEST_RETRY:
+        break;
+    }
+    return th_store_outbox_retry(st, u->id, u->next_ms, u->detail, now);
+}
+
+/* Remembers an outcome the store refused; when the memory is full, the row is sent again. */
+static void remember_unsaved(struct dest_state *ds, const struct unsaved *u)
+{
+    pthread_mutex_lock(&ds->lock);
+    if (ds->nunsaved == ds->cap_unsaved && ds->cap_unsaved < MAX_UNSAVED) {
+        ds->cap_unsaved = ds->cap_unsaved == 0 ? 16 : ds->cap_unsaved * 2;
+        ds->unsaved = th_xrealloc(ds->unsaved, ds->cap_unsaved * sizeof(*ds->unsaved));
+    }
+    if (ds->nunsaved < ds->cap_unsaved) {
+        ds->unsaved[ds->nunsaved++] = *u;
+    }
+    pthread_mutex_unlock(&ds->lock);
+}
+
+/* Writes the remembered outcomes the store takes now; called by each lane before it claims,
+ * at most once a second (each refusal is logged by the store). */
+static void save_unsaved(struct dest_state *ds, struct th_store *st)
+{
+    pthread_mutex_lock(&ds->lock);
+    int64_t now = th_clock_mono_ms();
+    if (ds->nunsaved == 0 || now < ds->next_save_ms) {
+        pthread_mutex_unlock(&ds->lock);
+        return;
+    }
+    ds->next_save_ms = now + 1000;
+    for (size_t i = 0; i < ds->nunsaved;) {
+        if (save(st, &ds->unsaved[i], th_clock_now_ms()) == TH_OK) {
+            ds->unsaved[i] = ds->unsaved[--ds->nunsaved];
+        } else {
+            break; /* the store still refuses: try again on the next claim */
+        }
+    }
+    pthread_mutex_unlock(&ds->lock);
+}
+
+static bool is_unsaved(const struct dest_state *ds, int64_t id)
+{
+    for (size_t i = 0; i < ds->nunsaved; i++) {
+        if (ds->unsaved[i].id == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Records what a send gave; what the store refuses is remembered (see struct dest_state). */
+static void settle(struct th_store *st, struct dest_state *ds, const struct th_outbox_row *row,
+                   const struct th_dest_result *res, int64_t now)
 {
     static const char *const kinds[] = {"alert", "rule error", "resolve"};
+    const struct th_config_dest *cfg = ds->cfg;
     const char *what = kinds[row->kind];
+    struct unsaved u = {row->id, res->outcome, 0, ""};
+
     if (res->outcome == TH_DEST_DELIVERED) {
-        th_store_outbox_done(st, row->id, now);
         th_log(TH_LOG_INFO, "deliver", "%s: delivered %s %s", cfg->name, what, row->ref);
     } else if (res->outcome == TH_DEST_DEAD ||
                now - row->created_ms > cfg->max_age_seconds * 1000) {
-        char reason[320];
+        u.outcome = TH_DEST_DEAD;
         snprintf(
-            reason, sizeof(reason), "%s%s",
+            u.detail, sizeof(u.detail), "%s%s",
             res->outcome == TH_DEST_DEAD ? "" : "undelivered past max_age_seconds: ", res->detail);
-        th_store_outbox_dead(st, row->id, reason, now);
         th_log(TH_LOG_ERROR, "deliver", "%s: %s %s parked as a dead letter: %s", cfg->name, what,
-               row->ref, reason);
+               row->ref, u.detail);
     } else {
         int64_t delay = th_deliver_backoff_ms(row->attempts + 1, BACKOFF_BASE_MS, BACKOFF_CAP_MS,
                                               res->retry_after_ms);
-        th_store_outbox_retry(st, row->id, now + delay, res->detail, now);
+        u.next_ms = now + delay;
+        snprintf(u.detail, sizeof(u.detail), "%s", res->detail);
         th_log(TH_LOG_WARN, "deliver", "%s: %s %s failed (%s), retry in %lld ms", cfg->name, what,
                row->ref, res->detail, (long long)delay);
+    }
+    if (save(st, &u, now) != TH_OK) {
+        remember_unsaved(ds, &u);
     }
 }
 
@@ -209,9 +290,8 @@ static void count(const struct dest_state *ds, const struct th_outbox_row *row,
     }
 }
 
-static void deliver_row(struct th_store *st, const struct dest_state *ds,
-                        const struct th_dest_io *io, const struct th_outbox_row *row,
-                        struct th_dest_result *res)
+static void deliver_row(struct th_store *st, struct dest_state *ds, const struct th_dest_io *io,
+                        const struct th_outbox_row *row, struct th_dest_result *res)
 {
     json_t *doc = load_doc(st, row);
     int64_t start = th_clock_mono_us();
@@ -225,7 +305,7 @@ static void deliver_row(struct th_store *st, const struct dest_state *ds,
     }
     json_decref(doc);
     count(ds, row, res, (double)(th_clock_mono_us() - start) / 1e6);
-    settle(st, ds->cfg, row, res, th_clock_now_ms());
+    settle(st, ds, row, res, th_clock_now_ms());
 }
 
 /* Success lifts the hold; an unreachable receiver holds the destination with growing probes;
@@ -287,7 +367,7 @@ static bool claim(struct dest_state *ds, struct th_store *st, struct th_outbox_r
     size_t want = th_store_outbox_takes_rows(st) ? 1 : BATCH;
     if (*hold_until == 0 && th_store_outbox_due(st, ds->cfg->name, now, rows, want, &n) == TH_OK) {
         for (size_t i = 0; i < n && !found; i++) {
-            if (!in_flight(ds, rows[i].id)) {
+            if (!in_flight(ds, rows[i].id) && !is_unsaved(ds, rows[i].id)) {
                 *out = rows[i];
                 ds->inflight[ds->ninflight++] = rows[i].id;
                 found = true;
@@ -322,6 +402,7 @@ static void lane_loop(struct lane *l, struct th_store *st, const struct th_dest_
     while (!stopping(l->d, &gen)) {
         struct th_outbox_row row;
         int64_t hold = 0;
+        save_unsaved(l->ds, st);
         if (claim(l->ds, st, &row, &hold)) {
             if (await_token(l)) {
                 struct th_dest_io io = *base;
@@ -528,6 +609,7 @@ void th_deliverer_free(struct th_deliverer *d)
     }
     for (size_t i = 0; i < d->ndests; i++) {
         pthread_mutex_destroy(&d->dests[i].lock);
+        free(d->dests[i].unsaved);
     }
     pthread_mutex_destroy(&d->lock);
     pthread_cond_destroy(&d->wake);

@@ -526,6 +526,12 @@ static enum th_err configure(struct th_store *st, enum th_store_mode mode)
     if (rc != TH_OK) {
         return rc;
     }
+    /* A burst (or a spell of a full disk, whose failed commits still grow it) leaves a large
+     * write-ahead log behind; without a limit its file keeps that size for good. */
+    rc = exec(st, "PRAGMA journal_size_limit = 4194304", "limit the log's size");
+    if (rc != TH_OK) {
+        return rc;
+    }
     /* A 2xx promises that a crash right after loses nothing. In WAL mode NORMAL keeps the
      * database consistent but may drop the last commits on power loss; FULL syncs the WAL on
      * every commit, so a committed alert and its outbox rows are on disk before we answer. */

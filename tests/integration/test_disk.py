@@ -12,9 +12,11 @@ import tempfile
 import time
 import unittest
 
-from harness import Service, ServiceTestCase, dumps, matching_event, unique, unique_image_id
+from harness import (Service, ServiceTestCase, dumps, matching_event, outbox_cli, unique,
+                     unique_image_id, write_config)
+from receiver import Receiver, webhook_ok
 
-MOUNT_SIZE = "3m"
+MOUNT_SIZE = "16m"
 
 
 def try_mount(directory):
@@ -135,6 +137,57 @@ class DiskFaultTest(ServiceTestCase):
             subprocess.run(["mount", "-o", "remount,rw", self.mnt], check=True)
         self.svc.start()
         self.assertAccepted(self.post_match(unique_image_id()), 1, 1)
+
+    def test_a_delivery_the_full_disk_cannot_record_is_not_sent_again(self):
+        # Alerts wait in the outbox (receiver down), the disk fills, the receiver comes back:
+        # each is delivered, the "done" cannot be written, and yet nobody is paged twice.
+        hook = Receiver(default=webhook_ok(), name="hook").start()
+        self.addCleanup(hook.stop)
+        hook.down()
+        self.svc.stop()
+        config = write_config(self, {"destinations": [{
+            "name": "hook", "type": "webhook", "url": hook.url("/hook"),
+            "timeout_ms": 1000, "connect_timeout_ms": 500}]})
+        self.svc = Service(self, state_dir=self.state, config=config).start()
+        images = [unique_image_id() for _ in range(40)]
+        for image in images:
+            self.assertAccepted(self.post_match(image), 1, 1)
+        filler = fill(self.mnt)
+        # Squeeze out whatever room the database's log still had.
+        for _ in range(10):
+            self.post_match(unique_image_id())
+        hook.up()
+        hook.wait_delivered(len(images), timeout=30)
+        time.sleep(3)  # lanes would re-send within milliseconds if they forgot
+        refused = "mark delivered: database or disk is full" in self.svc.stderr_text()
+        counts = {}
+        for r in hook.delivered():
+            counts[r.json["id"]] = counts.get(r.json["id"], 0) + 1
+        self.assertEqual(len(counts), len(images))
+        self.assertEqual(max(counts.values()), 1, "an alert was sent again while the disk was full")
+        os.unlink(filler)
+        try:
+            self.wait_ready(True)
+        except AssertionError:
+            print(subprocess.run(["df", "-h", self.mnt], stdout=subprocess.PIPE).stdout.decode())
+            print(subprocess.run(["ls", "-la", self.state], stdout=subprocess.PIPE).stdout.decode())
+            print(self.svc.request("GET", "/readyz", auth=False).body)
+            print("\n".join(self.svc.stderr_text().splitlines()[-8:]))
+            raise
+        # Once writable, the outcomes are recorded: a restart sends nothing again.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            _, rows = outbox_cli(self.state, "list", "--pending")
+            if not rows:
+                break
+            time.sleep(0.5)
+        self.assertEqual(rows, [])
+        self.svc.stop()
+        self.svc.start()
+        time.sleep(2)
+        self.assertEqual(hook.count(), len(images), hook.all())
+        if not refused:
+            self.skipTest("the database's log had room for every outcome: nothing was refused")
 
     def test_the_probe_notices_a_full_disk_without_any_request(self):
         self.wait_ready(True)
