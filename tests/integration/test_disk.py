@@ -28,23 +28,20 @@ def try_mount(directory):
 
 
 def fill(directory):
-    """Writes a file until the file system is full. @return its path."""
+    """Writes a file until the file system is full, down to its last block. @return its path.
+    Unbuffered: a buffered file would keep the last bytes that did not fit and fail on close."""
     path = os.path.join(directory, "filler")
-    with open(path, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    # The last partial block may still fit; make sure not even a page is left.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        with open(path, "ab") as f:
-            while True:
-                f.write(b"\0" * 512)
-                f.flush()
-    except OSError:
-        pass
+        for size in (1 << 20, 65536, 4096, 512, 1):
+            block = b"\0" * size
+            try:
+                while True:
+                    os.write(fd, block)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
     return path
 
 
