@@ -34,32 +34,11 @@ static void print_setting(FILE *out, const char *key, const char *value, const c
     fprintf(out, "  # %s\n", env);
 }
 
-/*
- * A URL as scheme://host:port/… : without user:password@ and without its path and query, either
- * of which may carry a token (Slack's path does).
- */
-static void url_origin(const char *url, char *buf, size_t len)
-{
-    const char *scheme_end = url != NULL ? strstr(url, "://") : NULL;
-    if (scheme_end == NULL) {
-        snprintf(buf, len, "%s", url != NULL && url[0] != '\0' ? "<redacted>" : "");
-        return;
-    }
-    const char *host = scheme_end + 3;
-    size_t authority = strcspn(host, "/?#");
-    size_t userinfo = 0; /* up to and including the last '@' of the authority */
-    for (size_t i = 0; i < authority; i++) {
-        userinfo = host[i] == '@' ? i + 1 : userinfo;
-    }
-    snprintf(buf, len, "%.*s%.*s/…", (int)(scheme_end + 3 - url), url, (int)(authority - userinfo),
-             host + userinfo);
-}
-
 static void print_destination(FILE *out, const struct th_config_dest *d)
 {
     char origin[512];
 
-    url_origin(d->url, origin, sizeof(origin));
+    th_config_redact_url(d->url, false, origin, sizeof(origin));
     fprintf(out, "  - name: ");
     print_value(out, d->name);
     fprintf(out, "\n    type: %s\n    url: ", th_dest_type_name(d->type));

@@ -1294,21 +1294,22 @@ static void format_list(char *const *items, size_t n, char *buf, size_t len)
     }
 }
 
-/* A URL with any user:password@ shown as <redacted>@: libcurl would send it as credentials. */
-static void format_url(const char *url, char *buf, size_t len)
+void th_config_redact_url(const char *url, bool keep_path, char *buf, size_t len)
 {
-    const char *scheme_end = strstr(url, "://");
-    const char *host = scheme_end != NULL ? scheme_end + 3 : url;
+    const char *scheme_end = url != NULL ? strstr(url, "://") : NULL;
+    if (scheme_end == NULL) {
+        snprintf(buf, len, "%s", url != NULL && url[0] != '\0' ? "<redacted>" : "");
+        return;
+    }
+    const char *host = scheme_end + 3;
     size_t authority = strcspn(host, "/?#");
-    size_t userinfo = 0;
+    size_t userinfo = 0; /* up to and including the last '@' of the authority */
     for (size_t i = 0; i < authority; i++) {
         userinfo = host[i] == '@' ? i + 1 : userinfo;
     }
-    if (userinfo == 0) {
-        snprintf(buf, len, "%s", url);
-    } else {
-        snprintf(buf, len, "%.*s<redacted>@%s", (int)(host - url), url, host + userinfo);
-    }
+    snprintf(buf, len, "%.*s%s%.*s%s", (int)(host - url), url, userinfo > 0 ? "<redacted>@" : "",
+             (int)(authority - userinfo), host + userinfo,
+             keep_path ? host + authority : (host[authority] != '\0' ? "/…" : ""));
 }
 
 void th_config_format(const struct th_config *cfg, size_t i, char *buf, size_t len)
@@ -1326,7 +1327,7 @@ void th_config_format(const struct th_config *cfg, size_t i, char *buf, size_t l
     } else if (is_list(def)) {
         format_list(*(char ***)f, *(size_t *)((char *)cfg + def->count_off), buf, len);
     } else if (def->kind == KIND_URL) {
-        format_url(*(char **)f, buf, len);
+        th_config_redact_url(*(char **)f, true, buf, len);
     } else if (is_text_kind(def)) {
         snprintf(buf, len, "%s", *(char **)f);
     } else if (def->kind == KIND_SIZE) {

@@ -199,6 +199,14 @@ static enum th_err save(struct th_store *st, const struct unsaved *u, int64_t no
     return th_store_outbox_retry(st, u->id, u->next_ms, u->detail, now);
 }
 
+/* Whether the store failed for now (disk full, Redis away, busy) rather than for good: a row
+ * an operator dropped or requeued meanwhile (TH_ENOTFOUND, TH_EINVAL) has nothing to record,
+ * and remembering it would hold the entries behind it back forever. */
+static bool store_failed_for_now(enum th_err rc)
+{
+    return rc == TH_EIO || rc == TH_ETEMP || rc == TH_ETIMEOUT;
+}
+
 /* Remembers an outcome the store refused; when the memory is full, the row is sent again. */
 static void remember_unsaved(struct dest_state *ds, const struct unsaved *u)
 {
@@ -224,12 +232,11 @@ static void save_unsaved(struct dest_state *ds, struct th_store *st)
         return;
     }
     ds->next_save_ms = now + 1000;
-    for (size_t i = 0; i < ds->nunsaved;) {
-        if (save(st, &ds->unsaved[i], th_clock_now_ms()) == TH_OK) {
-            ds->unsaved[i] = ds->unsaved[--ds->nunsaved];
-        } else {
-            break; /* the store still refuses: try again on the next claim */
+    while (ds->nunsaved > 0) {
+        if (store_failed_for_now(save(st, &ds->unsaved[ds->nunsaved - 1], th_clock_now_ms()))) {
+            break; /* the store still refuses: try again in a second */
         }
+        ds->nunsaved--;
     }
     pthread_mutex_unlock(&ds->lock);
 }
@@ -271,7 +278,7 @@ static void settle(struct th_store *st, struct dest_state *ds, const struct th_o
         th_log(TH_LOG_WARN, "deliver", "%s: %s %s failed (%s), retry in %lld ms", cfg->name, what,
                row->ref, res->detail, (long long)delay);
     }
-    if (save(st, &u, now) != TH_OK) {
+    if (store_failed_for_now(save(st, &u, now))) {
         remember_unsaved(ds, &u);
     }
 }

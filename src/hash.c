@@ -162,6 +162,20 @@ void th_hex(const unsigned char *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
+int th_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
 bool th_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 {
     unsigned char da[TH_SHA256_LEN];

@@ -234,7 +234,9 @@ static void commit(struct th_store *st, const struct th_input *in, struct work *
                th_store_last_error(st));
         answer_error(out, 503, "the store cannot take writes now; nothing was applied", 0, 0, -1);
         out->retry_after = 5;
-        out->store_failed = true;
+        /* Busy (another process holds the lock) passes by itself; anything else is a store
+         * that cannot write, which /readyz must say at once. */
+        out->store_failed = rc != TH_ETEMP;
     } else {
         for (size_t i = 0; i < w->nmatches; i++) {
             size_t k = spec_index(w->specs, w->match_specs[i]);

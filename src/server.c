@@ -81,10 +81,12 @@ static bool auth_policy_ok(const struct th_server *srv)
         return true;
     }
     /* The admin listener serves /alerts and /-/reload: it needs credentials as much. */
-    const char *open_addr = !is_loopback(srv->cfg->listen) ? srv->cfg->listen
-                            : srv->cfg->admin_listen != NULL && !is_loopback(srv->cfg->admin_listen)
-                                ? srv->cfg->admin_listen
-                                : NULL;
+    const char *open_addr = NULL;
+    if (!is_loopback(srv->cfg->listen)) {
+        open_addr = srv->cfg->listen;
+    } else if (srv->cfg->admin_listen != NULL && !is_loopback(srv->cfg->admin_listen)) {
+        open_addr = srv->cfg->admin_listen;
+    }
     if (open_addr == NULL) {
         return true;
     }

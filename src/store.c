@@ -198,10 +198,7 @@ static const char *const stmt_sql[S_COUNT] = {
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void th_store_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -594,7 +591,7 @@ static enum th_err open_readwrite(struct th_store *st, const char *state_dir, co
 
     if (e != 0) {
         strerror_r(e, ebuf, sizeof(ebuf));
-        set_err(err, errlen, "cannot create state directory %s: %s", state_dir, ebuf);
+        th_store_set_err(err, errlen, "cannot create state directory %s: %s", state_dir, ebuf);
         return TH_EIO;
     }
     e = sqlite3_open_v2(path, &st->db,
@@ -612,7 +609,7 @@ static enum th_err open_readwrite(struct th_store *st, const char *state_dir, co
         rc = migrate(st);
     }
     if (rc != TH_OK) {
-        set_err(err, errlen, "cannot open database %s: %s", path, st->last_error);
+        th_store_set_err(err, errlen, "cannot open database %s: %s", path, st->last_error);
     }
     return rc;
 }
@@ -630,7 +627,7 @@ static enum th_err open_readonly(struct th_store *st, const char *path, char *er
     if (stat(path, &sb) != 0) {
         e = errno;
         strerror_r(e, ebuf, sizeof(ebuf));
-        set_err(err, errlen, "no database at %s: %s", path, ebuf);
+        th_store_set_err(err, errlen, "no database at %s: %s", path, ebuf);
         return (e == ENOENT || e == ENOTDIR) ? TH_ENOTFOUND : TH_EIO;
     }
     uri = ro_uri(path);
@@ -641,14 +638,15 @@ static enum th_err open_readonly(struct th_store *st, const char *path, char *er
         rc = read_user_version(st, &version);
     }
     if (rc == TH_OK && version == 0) {
-        set_err(err, errlen, "database %s holds no trailhook state", path);
+        th_store_set_err(err, errlen, "database %s holds no trailhook state", path);
         rc = TH_ENOTFOUND;
     } else if (rc == TH_OK && version > SCHEMA_VERSION) {
-        set_err(err, errlen, "database %s has schema version %d, newer than this trailhook's %d",
-                path, version, SCHEMA_VERSION);
+        th_store_set_err(err, errlen,
+                         "database %s has schema version %d, newer than this trailhook's %d", path,
+                         version, SCHEMA_VERSION);
         rc = TH_EIO;
     } else if (rc != TH_OK) {
-        set_err(err, errlen, "cannot open database %s: %s", path, st->last_error);
+        th_store_set_err(err, errlen, "cannot open database %s: %s", path, st->last_error);
     }
     free(uri);
     return rc;
@@ -661,13 +659,13 @@ enum th_err th_store_open(const char *state_dir, enum th_store_mode mode, struct
     char *path = NULL;
     enum th_err rc;
 
-    set_err(err, errlen, "%s", "");
+    th_store_set_err(err, errlen, "%s", "");
     if (out == NULL) {
         return TH_EINVAL;
     }
     *out = NULL;
     if (state_dir == NULL || state_dir[0] == '\0') {
-        set_err(err, errlen, "no state directory given");
+        th_store_set_err(err, errlen, "no state directory given");
         return TH_EINVAL;
     }
     path = th_xasprintf("%s/%s", state_dir, TH_STORE_DB_NAME);

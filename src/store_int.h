@@ -154,4 +154,8 @@ enum th_err th_store_outbox_put_all(struct th_store *st, const char *const *dest
 /* Whether a batch is well formed (store_alerts.c); both backends check it before writing. */
 bool th_store_batch_ok(const struct th_store_batch *b, const struct th_store_match_result *results);
 
+/* Formats an open error into the caller's buffer (either may be NULL/0); both backends. */
+void th_store_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

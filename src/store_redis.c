@@ -496,36 +496,7 @@ enum th_err th_redis_writable(struct th_store *st, const char *what)
     return TH_EIO;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- the URL ---------------------------------------------------------------------------- */
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
 
 /* Percent-decodes @p len bytes; NULL when an escape is malformed or decodes to NUL. */
 static char *pct_decode(const char *s, size_t len)
@@ -538,12 +509,12 @@ static char *pct_decode(const char *s, size_t len)
             out[o++] = s[i];
             continue;
         }
-        if (i + 2 >= len || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0 ||
-            (hex_value(s[i + 1]) == 0 && hex_value(s[i + 2]) == 0)) {
+        if (i + 2 >= len || th_hex_digit(s[i + 1]) < 0 || th_hex_digit(s[i + 2]) < 0 ||
+            (th_hex_digit(s[i + 1]) == 0 && th_hex_digit(s[i + 2]) == 0)) {
             free(out);
             return NULL;
         }
-        out[o++] = (char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+        out[o++] = (char)(th_hex_digit(s[i + 1]) * 16 + th_hex_digit(s[i + 2]));
         i += 2;
     }
     out[o] = '\0';
@@ -652,18 +623,19 @@ enum th_err th_redis_parse_url(const char *url, struct th_redis_url *out, char *
 
     memset(out, 0, sizeof(*out));
     if (url == NULL) {
-        set_err(err, errlen, "no redis URL given (state.redis_url)");
+        th_store_set_err(err, errlen, "no redis URL given (state.redis_url)");
         return TH_EINVAL;
     }
     if (strncmp(url, "rediss://", 9) == 0) {
-        set_err(err, errlen,
-                "rediss:// (TLS) is not supported: this trailhook's hiredis 0.14 has no TLS; "
-                "put a TLS proxy such as stunnel in front of Redis and point a redis:// URL at "
-                "it, or build trailhook with hiredis 1.0 or newer");
+        th_store_set_err(
+            err, errlen,
+            "rediss:// (TLS) is not supported: this trailhook's hiredis 0.14 has no TLS; "
+            "put a TLS proxy such as stunnel in front of Redis and point a redis:// URL at "
+            "it, or build trailhook with hiredis 1.0 or newer");
         return TH_EUNSUPPORTED;
     }
     if (strncmp(url, scheme, strlen(scheme)) != 0) {
-        set_err(err, errlen, "the redis URL must start with redis://");
+        th_store_set_err(err, errlen, "the redis URL must start with redis://");
         return TH_EINVAL;
     }
     p = url + strlen(scheme);
@@ -688,10 +660,11 @@ enum th_err th_redis_parse_url(const char *url, struct th_redis_url *out, char *
     }
     if (problem != NULL) {
         th_redis_url_free(&u);
-        set_err(err, errlen,
-                "invalid redis URL (redis://[user:password@]host[:port][/db]): %s; a password's "
-                "/ ? # @ and %% must be percent-encoded",
-                problem);
+        th_store_set_err(
+            err, errlen,
+            "invalid redis URL (redis://[user:password@]host[:port][/db]): %s; a password's "
+            "/ ? # @ and %% must be percent-encoded",
+            problem);
         return TH_EINVAL;
     }
     u.db = (int)db;
@@ -1079,9 +1052,9 @@ enum th_err th_store_redis_open(struct th_store *st, const char *url, enum th_st
     bool refused = false;
     enum th_err rc;
 
-    set_err(err, errlen, "%s", "");
+    th_store_set_err(err, errlen, "%s", "");
     if (st == NULL || url == NULL || url[0] == '\0') {
-        set_err(err, errlen, "no redis URL given (state.redis_url)");
+        th_store_set_err(err, errlen, "no redis URL given (state.redis_url)");
         return TH_EINVAL;
     }
     r = th_xcalloc(1, sizeof(*r));
@@ -1102,7 +1075,7 @@ enum th_err th_store_redis_open(struct th_store *st, const char *url, enum th_st
         return TH_OK;
     }
     if (refused) {
-        set_err(err, errlen, "cannot use redis: %s", r->reason);
+        th_store_set_err(err, errlen, "cannot use redis: %s", r->reason);
         return TH_EIO;
     }
     /* The service starts (and reports unready) while Redis is down; every call tries again. */

@@ -421,50 +421,56 @@ enum th_err th_store_redis_outbox_due(struct th_store *st, const char *destinati
     return rc;
 }
 
+/* Runs a row script on: the row id, @p ntimes times in milliseconds, then @p text unless NULL. */
+static enum th_err row_call(struct th_store *st, const struct th_redis_script *script,
+                            const char *what, int64_t id, const int64_t *times, size_t ntimes,
+                            const char *text, long long *res)
+{
+    char numbers[3][24];
+    const char *argv[4];
+    size_t argc = 0;
+
+    snprintf(numbers[0], sizeof(numbers[0]), "%lld", (long long)id);
+    argv[argc++] = numbers[0];
+    for (size_t i = 0; i < ntimes && i < 2; i++) {
+        snprintf(numbers[i + 1], sizeof(numbers[i + 1]), "%lld", (long long)times[i]);
+        argv[argc++] = numbers[i + 1];
+    }
+    if (text != NULL) {
+        argv[argc++] = text;
+    }
+    *res = 0;
+    return row_script(st, script, what, argc, argv, res);
+}
+
+/* The scripts answer 0 for a row that is not there (dropped, or pruned meanwhile). */
+static enum th_err row_found(enum th_err rc, long long res)
+{
+    return rc == TH_OK && res == 0 ? TH_ENOTFOUND : rc;
+}
+
 enum th_err th_store_redis_outbox_done(struct th_store *st, int64_t id, int64_t now_ms)
 {
-    char idtext[24];
-    char now[24];
-    const char *argv[] = {idtext, now};
-    long long res = 0;
-    enum th_err rc;
-
-    snprintf(idtext, sizeof(idtext), "%lld", (long long)id);
-    snprintf(now, sizeof(now), "%lld", (long long)now_ms);
-    rc = row_script(st, &done_script, "mark delivered", 2, argv, &res);
-    return rc == TH_OK && res == 0 ? TH_ENOTFOUND : rc;
+    long long res;
+    enum th_err rc = row_call(st, &done_script, "mark delivered", id, &now_ms, 1, NULL, &res);
+    return row_found(rc, res);
 }
 
 enum th_err th_store_redis_outbox_retry(struct th_store *st, int64_t id, int64_t next_ms,
                                         const char *error, int64_t now_ms)
 {
-    char idtext[24];
-    char next[24];
-    char now[24];
-    const char *argv[] = {idtext, next, now, error};
-    long long res = 0;
-    enum th_err rc;
-
-    snprintf(idtext, sizeof(idtext), "%lld", (long long)id);
-    snprintf(next, sizeof(next), "%lld", (long long)next_ms);
-    snprintf(now, sizeof(now), "%lld", (long long)now_ms);
-    rc = row_script(st, &retry_script, "schedule retry", error == NULL ? 3 : 4, argv, &res);
-    return rc == TH_OK && res == 0 ? TH_ENOTFOUND : rc;
+    const int64_t times[] = {next_ms, now_ms};
+    long long res;
+    enum th_err rc = row_call(st, &retry_script, "schedule retry", id, times, 2, error, &res);
+    return row_found(rc, res);
 }
 
 enum th_err th_store_redis_outbox_dead(struct th_store *st, int64_t id, const char *error,
                                        int64_t now_ms)
 {
-    char idtext[24];
-    char now[24];
-    const char *argv[] = {idtext, now, error};
-    long long res = 0;
-    enum th_err rc;
-
-    snprintf(idtext, sizeof(idtext), "%lld", (long long)id);
-    snprintf(now, sizeof(now), "%lld", (long long)now_ms);
-    rc = row_script(st, &dead_script, "park dead letter", error == NULL ? 2 : 3, argv, &res);
-    return rc == TH_OK && res == 0 ? TH_ENOTFOUND : rc;
+    long long res;
+    enum th_err rc = row_call(st, &dead_script, "park dead letter", id, &now_ms, 1, error, &res);
+    return row_found(rc, res);
 }
 
 enum th_err th_store_redis_outbox_counts(struct th_store *st, const char *destination,
@@ -586,15 +592,8 @@ enum th_err th_store_redis_outbox_list(struct th_store *st, const char *destinat
 static enum th_err on_dead_letter(struct th_store *st, const struct th_redis_script *script,
                                   const char *what, int64_t id, int64_t now_ms)
 {
-    char idtext[24];
-    char now[24];
-    const char *argv[] = {idtext, now};
-    long long res = 0;
-    enum th_err rc;
-
-    snprintf(idtext, sizeof(idtext), "%lld", (long long)id);
-    snprintf(now, sizeof(now), "%lld", (long long)now_ms);
-    rc = row_script(st, script, what, 2, argv, &res);
+    long long res;
+    enum th_err rc = row_call(st, script, what, id, &now_ms, 1, NULL, &res);
     if (rc == TH_OK && res < 0) {
         rc = res == -1 ? TH_ENOTFOUND : TH_EINVAL;
     }

@@ -16,6 +16,7 @@
 
 #include "trailhook/log.h"
 #include "trailhook/mem.h"
+#include "trailhook/hash.h"
 #include "trailhook/yaml.h"
 #include "yaml_int.h"
 
@@ -249,20 +250,6 @@ static bool number_text(const struct th_yaml_node *n, char *buf, size_t buflen)
     return true;
 }
 
-static int digit_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return 99;
-}
-
 /*
  * Decimal, 0x hex, 0o and PyYAML's leading-zero octal, 0b binary. Sexagesimal (1:30) is left
  * a string on purpose: in a config it is far more often a time or a port than a number.
@@ -288,7 +275,8 @@ static bool resolve_int(const char *s, json_int_t *out)
         return false;
     }
     for (const char *p = digits; *p != '\0'; p++) {
-        if (digit_value(*p) >= base) {
+        int d = th_hex_digit(*p);
+        if (d < 0 || d >= base) {
             return false;
         }
     }

@@ -123,6 +123,12 @@ void th_config_key_info(size_t i, struct th_config_key *out);
  */
 void th_config_format(const struct th_config *cfg, size_t i, char *buf, size_t len);
 
+/**
+ * @p url for display: user:password@ becomes <redacted>@ (libcurl would send it as
+ * credentials) and, unless @p keep_path, the path and query become "/…" (Slack's carry a token).
+ */
+void th_config_redact_url(const char *url, bool keep_path, char *buf, size_t len);
+
 /** Frees everything @p cfg owns and zeroes it. */
 void th_config_cleanup(struct th_config *cfg);
 

@@ -29,6 +29,9 @@ void th_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len
 /** Lower-case hex of @p len bytes into @p out (2*len+1 bytes, NUL-terminated). */
 void th_hex(const unsigned char *in, size_t len, char *out);
 
+/** The value of hex digit @p c (either case), or -1 when it is not one. */
+int th_hex_digit(char c);
+
 /**
  * Compares two byte strings in constant time: both are hashed and the digests compared in
  * full, so the time reveals neither where they differ nor the expected length.

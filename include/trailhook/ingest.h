@@ -35,8 +35,8 @@ struct th_ingest_result {
     size_t accepted;
     size_t matched;
     size_t rule_errors;
-    bool new_alerts;                     /**< outbox rows were committed: wake the deliverer */
-    bool store_failed;                   /**< the 503 is the store's: it refused the commit */
+    bool new_alerts;   /**< outbox rows were committed: wake the deliverer */
+    bool store_failed; /**< the 503 is the store's: it cannot write (not merely busy) */
     struct th_ingest_rule_counts *rules; /**< one per spec of the set, or NULL; free() it */
 };
 

@@ -1,16 +1,12 @@
 """Helpers the deployment checks share: a free loopback port, one HTTP request."""
 
 import http.client
-import socket
+import os
+import sys
 
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+# One free_port for every test: the integration harness's (standard library only).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from harness import free_port  # noqa: E402,F401  (re-exported for the deployment checks)
 
 
 def http_request(method, port, path, body=None, headers=None, timeout=5):

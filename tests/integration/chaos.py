@@ -30,7 +30,7 @@ os.environ.setdefault("TH_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
 os.environ.setdefault("TH_FIXTURES", os.path.join(os.path.dirname(HERE), "fixtures"))
 
 import harness  # noqa: E402  (after the environment is set: harness reads it on import)
-from harness import (Service, dumps, matching_event, outbox_cli, unique_image_id,  # noqa: E402
+from harness import (Cleanups, Service, dumps, matching_event, outbox_cli, unique_image_id,  # noqa: E402
                      write_config)
 from receiver import Receiver, Reply, pagerduty_ok, slack_ok, webhook_ok  # noqa: E402
 
@@ -38,24 +38,6 @@ ROUTING_KEY = "ROUTINGKEY0123456789abcdef012345"
 HOOK_SECRET = "s3cret"
 HMAC_KEY = "hmackey"
 IMAGE_RE = re.compile(r"ami-[0-9a-f]{17}")
-
-
-class Cleanups:
-    """What harness expects of a test case: addCleanup, run in reverse at the end."""
-
-    def __init__(self):
-        self._fns = []
-
-    def addCleanup(self, fn, *args, **kw):
-        self._fns.append((fn, args, kw))
-
-    def run(self):
-        while self._fns:
-            fn, args, kw = self._fns.pop()
-            try:
-                fn(*args, **kw)
-            except Exception as e:  # keep cleaning up
-                print("cleanup: %s" % e, file=sys.stderr)
 
 
 def log(fmt, *args):

@@ -79,7 +79,7 @@ os.environ.setdefault("TH_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
 os.environ.setdefault("TH_FIXTURES", os.path.join(os.path.dirname(HERE), "fixtures"))
 
 import harness  # noqa: E402  (after the environment is set: harness reads it on import)
-from harness import (Service, dumps, matching_event, non_matching_event,  # noqa: E402
+from harness import (Cleanups, Service, dumps, matching_event, non_matching_event,  # noqa: E402
                      outbox_cli, unique_image_id, write_config)
 from receiver import Receiver, Reply, pagerduty_ok, slack_ok, webhook_ok  # noqa: E402
 
@@ -94,24 +94,6 @@ DESTS = ("slack", "pagerduty", "webhook")
 DISK_FULL_DEFAULT = 4  # episodes, when the state dir can have a tmpfs of its own
 STORE_503 = "the store cannot take writes"  # the start of ingest's answer to a refused commit
 READY_PROBE_S = 6.0  # /readyz fails at most this long after the disk filled (probe every 5 s)
-
-
-class Cleanups:
-    """What harness expects of a test case: addCleanup, run in reverse at the end."""
-
-    def __init__(self):
-        self._fns = []
-
-    def addCleanup(self, fn, *args, **kw):
-        self._fns.append((fn, args, kw))
-
-    def run(self):
-        while self._fns:
-            fn, args, kw = self._fns.pop()
-            try:
-                fn(*args, **kw)
-            except Exception as e:  # keep cleaning up
-                print("cleanup: %s" % e, file=sys.stderr)
 
 
 T0 = time.monotonic()

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -198,6 +199,25 @@ def make_temp_dir(testcase, prefix="trailhook-it-"):
     else:
         testcase.addCleanup(shutil.rmtree, d, ignore_errors=True)
     return d
+
+
+class Cleanups:
+    """What harness expects of a test case (addCleanup), for scripts that are not one: the
+    cleanups run in reverse order at run(), each even when an earlier one failed."""
+
+    def __init__(self):
+        self._fns = []
+
+    def addCleanup(self, fn, *args, **kw):
+        self._fns.append((fn, args, kw))
+
+    def run(self):
+        while self._fns:
+            fn, args, kw = self._fns.pop()
+            try:
+                fn(*args, **kw)
+            except Exception as e:  # keep cleaning up
+                print("cleanup: %s" % e, file=sys.stderr)
 
 
 class Response:

@@ -32,6 +32,8 @@ import tempfile
 import time
 import unittest
 
+from harness import free_port
+
 __all__ = ["RedisServer", "RedisError", "redis_server_path", "require_redis_server"]
 
 START_TIMEOUT = 15.0
@@ -52,15 +54,6 @@ def require_redis_server():
         raise unittest.SkipTest("redis-server is not installed (Debian: apt-get install "
                                 "redis-server; `.ci/deps test` installs it), so the Redis state "
                                 "backend cannot be tested here")
-
-
-def _free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 class RedisError(Exception):
@@ -197,7 +190,7 @@ class RedisServer:
         first = self.port is None
         for attempt in range(3):
             if self.port is None:
-                self.port = _free_port()
+                self.port = free_port()
             log_before = len(self.log_text())
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -290,7 +283,7 @@ class RedisServer:
 
     def url(self, db=0):
         if self.port is None:
-            self.port = _free_port()  # a URL for a server that will be started later
+            self.port = free_port()  # a URL for a server that will be started later
         return "redis://127.0.0.1:%d/%d" % (self.port, db)
 
     def ping(self, timeout=2.0):
