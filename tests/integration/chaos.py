@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import hmac
 import os
-import re
 import sys
 import time
 
@@ -32,12 +31,9 @@ os.environ.setdefault("TH_FIXTURES", os.path.join(os.path.dirname(HERE), "fixtur
 import harness  # noqa: E402  (after the environment is set: harness reads it on import)
 from harness import (Cleanups, Service, dumps, matching_event, outbox_cli, unique_image_id,  # noqa: E402
                      write_config)
-from receiver import Receiver, Reply, pagerduty_ok, slack_ok, webhook_ok  # noqa: E402
+from receiver import (HMAC_KEY, HOOK_SECRET, IMAGE_RE, ROUTING_KEY, Receiver, Reply,  # noqa: E402
+                      pagerduty_ok, slack_ok, webhook_ok)
 
-ROUTING_KEY = "ROUTINGKEY0123456789abcdef012345"
-HOOK_SECRET = "s3cret"
-HMAC_KEY = "hmackey"
-IMAGE_RE = re.compile(r"ami-[0-9a-f]{17}")
 
 
 def log(fmt, *args):

@@ -81,12 +81,9 @@ os.environ.setdefault("TH_FIXTURES", os.path.join(os.path.dirname(HERE), "fixtur
 import harness  # noqa: E402  (after the environment is set: harness reads it on import)
 from harness import (Cleanups, Service, dumps, matching_event, non_matching_event,  # noqa: E402
                      outbox_cli, unique_image_id, write_config)
-from receiver import Receiver, Reply, pagerduty_ok, slack_ok, webhook_ok  # noqa: E402
+from receiver import (HMAC_KEY, HOOK_SECRET, IMAGE_RE, ROUTING_KEY, Receiver, Reply,  # noqa: E402
+                      pagerduty_ok, slack_ok, webhook_ok)
 
-ROUTING_KEY = "ROUTINGKEY0123456789abcdef012345"
-HOOK_SECRET = "s3cret"
-HMAC_KEY = "hmackey"
-IMAGE_RE = re.compile(r"ami-[0-9a-f]{17}")
 SLACK_ALERT_RE = re.compile(r"Alert: ([0-9a-f]{32})")
 EXCUSE_S = 0.5  # a duplicate is excused when its earlier 2xx came at most this long before a kill
 FAULT_KINDS = ("500", "429", "hang", "reset", "garbage", "truncated")
@@ -545,6 +542,19 @@ class Generations:
         return out[:limit] + (["... %d more" % (len(out) - limit)] if len(out) > limit else [])
 
 
+def stop_service(svc, gens, crashes, what):
+    """SIGTERM and wait; anything but exit 0 is recorded as a crash. @return the status."""
+    t = time.monotonic()
+    try:
+        rc = svc.stop()
+    except AssertionError as e:
+        rc = "did not stop: %s" % e
+    gens.ended("SIGTERM at %s, exit %s" % (rel(t), rc))
+    if rc != 0:
+        crashes.append(("%s exit status %s" % (what, rc), svc.stderr_text()[-4000:]))
+    return rc
+
+
 def run(args, cl, disk):
     rng = random.Random(args.seed)
     replay = ("python3 faults.py --seed %d --duration %g --kills %d --clients %d --faults %s "
@@ -725,14 +735,8 @@ def run(args, cl, disk):
     for r in receivers:
         r.fail_randomly(0.0)
     t_stop = time.monotonic()
-    try:
-        stop_rc = svc.stop()
-    except AssertionError as e:
-        stop_rc = "did not stop: %s" % e
-    gens.ended("SIGTERM at %s, exit %s" % (rel(t_stop), stop_rc))
+    stop_rc = stop_service(svc, gens, crashes, "SIGTERM")
     log("last restart: SIGTERM -> exit %s in %.1fs", stop_rc, time.monotonic() - t_stop)
-    if stop_rc != 0:
-        crashes.append(("SIGTERM exit status %s" % stop_rc, svc.stderr_text()[-4000:]))
     if not start_service("last restart"):
         return finish_early(args, cl, gens, svc, crashes, replay, load)
 
@@ -787,14 +791,7 @@ def run(args, cl, disk):
     except (AssertionError, OSError, ValueError) as e:
         api_alerts = None
         crashes.append(("GET /alerts failed", str(e)[:2000]))
-    t_stop2 = time.monotonic()
-    try:
-        stop_rc2 = svc.stop()
-    except AssertionError as e:
-        stop_rc2 = "did not stop: %s" % e
-    gens.ended("SIGTERM at %s, exit %s" % (rel(t_stop2), stop_rc2))
-    if stop_rc2 != 0:
-        crashes.append(("final SIGTERM exit status %s" % stop_rc2, svc.stderr_text()[-4000:]))
+    stop_service(svc, gens, crashes, "final SIGTERM")
 
     return verify(args, cl, svc, gens, load, receivers, kills, crashes, dead, pending_rows,
                   api_alerts, drained, replay, t_load, t_load_end, t_drained, disk, readyz,

@@ -251,12 +251,14 @@ class Service:
     """One `trailhook serve` process with its own state dir, stdout (console alerts) and stderr."""
 
     def __init__(self, testcase, state_dir=None, env=None, args=(), auth=True, host="127.0.0.1",
-                 config=None):
-        """@p config: a config file path, passed as --config."""
+                 config=None, command_prefix=()):
+        """@p config: a config file path, passed as --config. @p command_prefix: what runs the
+        binary (e.g. valgrind and its options), nothing by default."""
         self.testcase = testcase
         self.state_dir = state_dir or make_temp_dir(testcase, "trailhook-state-")
         self.extra_env = dict(env or {})
         self.args = list(args) + (["--config", config] if config is not None else [])
+        self.command_prefix = list(command_prefix)
         self.auth = auth
         self.host = host
         self.port = None
@@ -292,7 +294,8 @@ class Service:
             self.port = free_port()
         self.stdout_lines = []
         self.stderr_lines = []
-        self.proc = subprocess.Popen([BIN, "serve"] + self.args, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.command_prefix + [BIN, "serve"] + self.args,
+                                     stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=self.env())
         self._threads = [
             threading.Thread(target=self._reader, args=(self.proc.stdout, self.stdout_lines),

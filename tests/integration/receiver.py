@@ -26,6 +26,7 @@ import http.server
 import json
 import os
 import random
+import re
 import socket
 import socketserver
 import ssl
@@ -34,7 +35,17 @@ import threading
 import time
 
 __all__ = ["Reply", "Request", "Receiver", "slack_ok", "pagerduty_ok", "webhook_ok",
-           "http_date"]
+           "http_date", "ROUTING_KEY", "HOOK_SECRET", "HOOK_SECRET_HEADER", "HMAC_KEY",
+           "SIGNATURE_HEADER", "IMAGE_RE"]
+
+# What the delivery tests configure and the receivers check: the PagerDuty routing key, the
+# webhook's secret header and HMAC key, and how an image id looks in what they receive.
+ROUTING_KEY = "ROUTINGKEY0123456789abcdef012345"
+HOOK_SECRET = "s3cret"
+HOOK_SECRET_HEADER = "X-Hook-Secret"
+HMAC_KEY = "hmackey"
+SIGNATURE_HEADER = "X-Trailhook-Signature"
+IMAGE_RE = re.compile(r"ami-[0-9a-f]{17}")
 
 
 class Reply:

@@ -18,21 +18,16 @@ import uuid
 import harness
 from harness import (RULE_ID, RULE_SPEC, RULE_TITLE, Service, ServiceTestCase, dumps,
                      make_temp_dir, matching_event, unique_image_id, write_config)
-from receiver import (Receiver, Reply, http_date, pagerduty_ok, self_signed_context, slack_ok,
-                      webhook_ok)
+from receiver import (HMAC_KEY, HOOK_SECRET, HOOK_SECRET_HEADER, IMAGE_RE, ROUTING_KEY,
+                      SIGNATURE_HEADER, Receiver, Reply, http_date, pagerduty_ok,
+                      self_signed_context, slack_ok, webhook_ok)
 
-ROUTING_KEY = "ROUTINGKEY0123456789abcdef012345"
-HOOK_SECRET = "s3cret"
-HOOK_SECRET_HEADER = "X-Hook-Secret"
-HMAC_KEY = "hmackey"
-SIGNATURE_HEADER = "X-Trailhook-Signature"
 ACCOUNT = "123456789012"
 REGION = "us-west-2"
 ACTOR_ARN = "arn:aws:sts::123456789012:assumed-role/example-role/example-user"
 SOURCE_IP = "111.111.111.111"
 REFERENCE = "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/sharingamis-intro.html"
 ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})$")
-IMAGE_RE = re.compile(r"ami-[0-9a-f]{17}")
 
 # How long "nothing more arrives" is watched for.
 QUIET_SECONDS = 3.0

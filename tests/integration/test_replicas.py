@@ -40,7 +40,6 @@ import hashlib
 import hmac
 import http.client
 import random
-import re
 import threading
 import time
 import unittest
@@ -48,15 +47,10 @@ import unittest
 import harness
 from harness import Service, ServiceTestCase, dumps, matching_event, outbox_cli, write_config
 from harness import unique_image_id
-from receiver import Receiver, Reply, pagerduty_ok, slack_ok, webhook_ok
+from receiver import (HMAC_KEY, HOOK_SECRET, HOOK_SECRET_HEADER, IMAGE_RE, ROUTING_KEY,
+                      SIGNATURE_HEADER, Receiver, Reply, pagerduty_ok, slack_ok, webhook_ok)
 from redis_server import RedisServer, require_redis_server
 
-ROUTING_KEY = "ROUTINGKEY0123456789abcdef012345"
-HOOK_SECRET = "s3cret"
-HOOK_SECRET_HEADER = "X-Hook-Secret"
-HMAC_KEY = "hmackey"
-SIGNATURE_HEADER = "X-Trailhook-Signature"
-IMAGE_RE = re.compile(r"ami-[0-9a-f]{17}")
 DESTS = ("slack", "pagerduty", "webhook")
 
 QUIET_SECONDS = 2.5     # nothing more may arrive for this long once everything was delivered

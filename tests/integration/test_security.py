@@ -108,7 +108,6 @@ import socket
 import sqlite3
 import string
 import subprocess
-import threading
 import time
 import unittest
 import uuid
@@ -277,33 +276,12 @@ class CallgrindService(Service):
     """`valgrind --tool=callgrind trailhook serve`, dumping a profile after each th_auth_check."""
 
     def __init__(self, testcase, out_dir, **kw):
-        super().__init__(testcase, **kw)
+        prefix = [VALGRIND, "--tool=callgrind", "--log-file=%s/valgrind.log" % out_dir,
+                  "--callgrind-out-file=%s/callgrind.out" % out_dir,
+                  "--toggle-collect=th_auth_check", "--dump-after=th_auth_check",
+                  "--compress-strings=no", "--compress-pos=no"]
+        super().__init__(testcase, command_prefix=prefix, **kw)
         self.out_dir = out_dir
-        self.prefix = [VALGRIND, "--tool=callgrind", "--log-file=%s/valgrind.log" % out_dir,
-                       "--callgrind-out-file=%s/callgrind.out" % out_dir,
-                       "--toggle-collect=th_auth_check", "--dump-after=th_auth_check",
-                       "--compress-strings=no", "--compress-pos=no"]
-
-    def spawn(self):
-        # Service.spawn with valgrind in front of the binary.
-        if self.port is None:
-            self.port = free_port()
-        self.stdout_lines = []
-        self.stderr_lines = []
-        self.proc = subprocess.Popen(self.prefix + [harness.BIN, "serve"] + self.args,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=self.env())
-        self._threads = [
-            threading.Thread(target=self._reader, args=(self.proc.stdout, self.stdout_lines),
-                             daemon=True),
-            threading.Thread(target=self._reader, args=(self.proc.stderr, self.stderr_lines),
-                             daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
-        self.testcase.addCleanup(self._cleanup_proc, self.proc, self.stderr_lines,
-                                 list(self._threads))
-        return self
 
     def profiles(self):
         """The profiles dumped so far, in call order."""
