@@ -4,6 +4,7 @@
  * per record. Never writes state, alerts or deliveries.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,56 +18,12 @@
 #include "trailhook/mem.h"
 #include "trailhook/store.h"
 
-/* Reads a whole file ("-" is stdin) up to @p max bytes. */
-static enum th_err read_all(const char *path, size_t max, char **out, size_t *len, int *errnum)
+static void print_record(FILE *out, const char *file, size_t index,
+                         const struct th_input_record *record, const struct th_engine_record *rec,
+                         const struct th_config *cfg)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    size_t cap = 65536;
-    size_t n = 0;
-    char *buf = NULL;
-    enum th_err rc = TH_OK;
-
-    if (f == NULL) {
-        *errnum = errno;
-        return TH_EIO;
-    }
-    buf = th_xmalloc(cap + 1);
-    for (;;) {
-        if (n == cap) {
-            if (cap >= max) {
-                rc = TH_ETOOBIG;
-                break;
-            }
-            cap = cap * 2 > max ? max : cap * 2;
-            buf = th_xrealloc(buf, cap + 1);
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                *errnum = errno;
-                rc = TH_EIO;
-            }
-            break;
-        }
-    }
-    if (f != stdin) {
-        fclose(f);
-    }
-    if (rc != TH_OK) {
-        free(buf);
-        return rc;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return TH_OK;
-}
-
-static void print_record(FILE *out, const char *file, size_t index, const json_t *event,
-                         const struct th_engine_record *rec, const struct th_config *cfg)
-{
-    const char *id = th_event_id(event);
+    const json_t *event = record->event;
+    const char *id = th_input_record_id(record);
     json_t *line = json_object();
     char *dedup = NULL;
 
@@ -100,52 +57,58 @@ static void print_record(FILE *out, const char *file, size_t index, const json_t
     json_decref(line);
 }
 
-/* Evaluates one input; returns 2 when it could not be read or parsed, else 1 on a match. */
+/* Says why an input could not be read or parsed, where it can. */
+static void report(const char *shown, const struct th_input_error *ierr)
+{
+    if (ierr->line > 0) {
+        fprintf(stderr, "trailhook eval: %s:%ld:%ld: %s\n", shown, ierr->line, ierr->column,
+                ierr->message);
+    } else {
+        fprintf(stderr, "trailhook eval: %s: %s\n", shown, ierr->message);
+    }
+}
+
+/*
+ * Evaluates one input a record at a time; returns 2 when it could not be read or parsed (the
+ * records before the fault are printed), else 1 on a match.
+ */
 static int eval_one(const struct th_config *cfg, struct th_engine_run *run, const char *path,
                     bool name_file, FILE *out)
 {
-    struct th_input_limits lim = {cfg->max_inflated_bytes, SIZE_MAX, cfg->max_json_depth, 0};
-    struct th_input in;
+    struct th_input_limits lim = {
+        0, SIZE_MAX, cfg->max_json_depth, 0, th_engine_wants_event, run->specs};
+    struct th_input_stream *in = NULL;
     struct th_input_error ierr;
-    char *data = NULL;
-    size_t len = 0;
+    const struct th_input_record *record;
     int errnum = 0;
     int status = TH_EXIT_OK;
     const char *shown = strcmp(path, "-") == 0 ? "<stdin>" : path;
+    int64_t now = th_clock_now_ms();
+    enum th_err rc;
 
-    enum th_err rc = read_all(path, SIZE_MAX / 2, &data, &len, &errnum);
-    if (rc != TH_OK) {
+    if (th_input_stream_open(path, &lim, &in, &errnum) != TH_OK) {
         char msg[128] = "";
         strerror_r(errnum, msg, sizeof(msg));
         fprintf(stderr, "trailhook eval: %s: cannot read: %s\n", shown, msg);
         return TH_EXIT_USAGE;
     }
-    rc = th_input_parse(data, len, &lim, &in, &ierr);
-    free(data);
-    if (rc == TH_OK && in.form == TH_FORM_EMPTY) {
-        rc = TH_EPARSE; /* as for an empty request body: there is nothing to evaluate */
-        snprintf(ierr.message, sizeof(ierr.message), "no JSON document in the input");
-    }
-    if (rc != TH_OK) {
-        if (ierr.line > 0) {
-            fprintf(stderr, "trailhook eval: %s:%ld:%ld: %s\n", shown, ierr.line, ierr.column,
-                    ierr.message);
-        } else {
-            fprintf(stderr, "trailhook eval: %s: %s\n", shown, ierr.message);
-        }
-        th_input_cleanup(&in);
-        return TH_EXIT_USAGE;
-    }
-    int64_t now = th_clock_now_ms();
-    for (size_t i = 0; i < in.nrecords; i++) {
+    for (size_t i = 0; (rc = th_input_stream_next(in, &record, &ierr)) == TH_OK; i++) {
         struct th_engine_record rec;
-        th_engine_eval(run, in.records[i].event, now, &rec);
-        print_record(out, name_file ? shown : NULL, i, in.records[i].event, &rec, cfg);
+        if (record->event != NULL) {
+            th_engine_eval(run, record->event, now, &rec);
+        } else {
+            th_engine_skip(&rec);
+        }
+        print_record(out, name_file ? shown : NULL, i, record, &rec, cfg);
         if (rec.verdict == TH_RULE_MATCH) {
             status = TH_EXIT_FAILED;
         }
     }
-    th_input_cleanup(&in);
+    th_input_stream_close(in);
+    if (rc != TH_ENOTFOUND) {
+        report(shown, &ierr);
+        return TH_EXIT_USAGE;
+    }
     return status;
 }
 

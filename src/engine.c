@@ -115,3 +115,24 @@ void th_engine_eval(struct th_engine_run *run, const json_t *event, int64_t now_
         }
     }
 }
+
+bool th_engine_wants_event(const void *specs, const char *name, size_t len)
+{
+    const struct th_spec_set *set = specs;
+    if (th_rule_learns_from(name, len)) {
+        return true;
+    }
+    for (size_t i = 0; i < set->nspecs; i++) {
+        if (set->specs[i]->enabled && th_rule_wants_event(set->specs[i]->rule, name, len)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void th_engine_skip(struct th_engine_record *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->verdict = TH_RULE_NOMATCH;
+    out->cloudtrail = true;
+}

@@ -283,7 +283,11 @@ static void evaluate(const struct th_config *cfg, const struct th_spec_set *spec
     w.counts = out->rules;
     for (size_t i = 0; i < in->nrecords; i++) {
         struct th_engine_record rec;
-        th_engine_eval(&run, in->records[i].event, now, &rec);
+        if (in->records[i].event != NULL) {
+            th_engine_eval(&run, in->records[i].event, now, &rec);
+        } else {
+            th_engine_skip(&rec);
+        }
         count_verdict(&w, &rec);
         if (rec.learned_account[0] != '\0') {
             add_account(&w, &rec);
@@ -308,8 +312,9 @@ void th_ingest_process(const struct th_config *cfg, const struct th_spec_set *sp
                        struct th_store *st, const char *body, size_t len,
                        struct th_ingest_result *out)
 {
-    struct th_input_limits lim = {cfg->max_inflated_bytes, cfg->max_events, cfg->max_json_depth,
-                                  cfg->max_string_bytes};
+    struct th_input_limits lim = {cfg->max_inflated_bytes, cfg->max_events,
+                                  cfg->max_json_depth,     cfg->max_string_bytes,
+                                  th_engine_wants_event,   specs};
     struct th_input in;
     struct th_input_error ierr;
 

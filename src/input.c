@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <zlib.h>
 
+#include "input_int.h"
 #include "trailhook/event.h"
 #include "trailhook/input.h"
 #include "trailhook/mem.h"
@@ -120,10 +121,9 @@ enum th_err th_input_inflate(const char *data, size_t len, size_t max_out, char 
  * One pass over the text before jansson sees it: nesting deeper than max_depth would make
  * jansson recurse that deep, and a string longer than max_string_bytes would be copied whole.
  */
-static enum th_err check_shape(const char *d, size_t len, const struct th_input_limits *lim,
-                               struct th_input_error *err)
+static enum th_err check_shape(const char *d, size_t len, size_t depth,
+                               const struct th_input_limits *lim, struct th_input_error *err)
 {
-    size_t depth = 0;
     size_t string_start = 0;
     long string_line = 1;
     long string_column = 1;
@@ -165,7 +165,7 @@ static enum th_err check_shape(const char *d, size_t len, const struct th_input_
     return TH_OK;
 }
 
-static void push_doc(struct th_input *in, json_t *doc)
+void th_input_push_doc(struct th_input *in, json_t *doc)
 {
     if (in->ndocs == in->cap_docs) {
         in->cap_docs = in->cap_docs == 0 ? 4 : in->cap_docs * 2;
@@ -178,9 +178,9 @@ static void push_doc(struct th_input *in, json_t *doc)
  * One document. U+0000 is legal JSON, so it is allowed; an integer beyond 64 bits (which Python
  * reads fine) makes jansson fail, so such a document is read again with integers as reals.
  */
-static json_t *load_one(const char *d, size_t len, json_error_t *je)
+static json_t *load_one(const char *d, size_t len, size_t flags, json_error_t *je)
 {
-    const size_t flags = JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL;
+    flags |= JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL;
     json_t *doc = json_loadb(d, len, flags, je);
     if (doc == NULL && json_error_code(je) == json_error_numeric_overflow) {
         doc = json_loadb(d, len, flags | JSON_DECODE_INT_AS_REAL, je);
@@ -211,13 +211,13 @@ static enum th_err parse_docs(struct th_input *in, const char *d, size_t len,
             return TH_OK;
         }
         json_error_t je;
-        json_t *doc = load_one(d + pos, len - pos, &je);
+        json_t *doc = load_one(d + pos, len - pos, 0, &je);
         if (doc == NULL) {
             long col = je.line == 1 ? (long)(pos - line_start) + je.column : je.column;
             col = col < 1 ? 1 : col; /* at the end of the input jansson says column 0 */
             return fail(err, TH_EPARSE, line + je.line - 1, col, -1, "malformed JSON: %s", je.text);
         }
-        push_doc(in, doc);
+        th_input_push_doc(in, doc);
         for (size_t i = pos; i < pos + (size_t)je.position; i++) {
             if (d[i] == '\n') {
                 line++;
@@ -241,6 +241,7 @@ static enum th_err push_record(struct th_input *in, json_t *event,
     }
     in->records[in->nrecords].event = event;
     in->records[in->nrecords].cloudtrail = th_event_is_cloudtrail(event);
+    in->records[in->nrecords].event_id = NULL;
     in->nrecords++;
     return TH_OK;
 }
@@ -312,10 +313,10 @@ static enum th_input_form form_of(const struct th_input *in)
     return envelope_detail(d) != NULL ? TH_FORM_ENVELOPE : TH_FORM_RECORD;
 }
 
-static enum th_err parse_text(const char *d, size_t len, const struct th_input_limits *lim,
-                              struct th_input *out, struct th_input_error *err)
+enum th_err th_input_parse_jansson(const char *d, size_t len, const struct th_input_limits *lim,
+                                   struct th_input *out, struct th_input_error *err)
 {
-    enum th_err rc = check_shape(d, len, lim, err);
+    enum th_err rc = check_shape(d, len, 0, lim, err);
     if (rc == TH_OK) {
         rc = parse_docs(out, d, len, err);
     }
@@ -324,6 +325,33 @@ static enum th_err parse_text(const char *d, size_t len, const struct th_input_l
     }
     out->form = form_of(out);
     return rc;
+}
+
+enum th_err th_input_parse_item_jansson(const char *text, size_t len, size_t depth,
+                                        const struct th_input_limits *lim, struct th_input *out,
+                                        struct th_input_error *err, size_t *used)
+{
+    json_error_t je;
+    json_t *item = load_one(text, len, JSON_DECODE_ANY, &je);
+    if (item == NULL) {
+        *used = (size_t)je.position;
+        return fail(err, TH_EPARSE, je.line, je.column < 1 ? 1 : je.column, -1,
+                    "malformed JSON: %s", je.text);
+    }
+    th_input_push_doc(out, item);
+    *used = (size_t)je.position;
+    enum th_err rc = check_shape(text, *used, depth, lim, err);
+    return rc == TH_OK ? push_leaf(out, item, lim, err) : rc;
+}
+
+static enum th_err parse_text(const char *d, size_t len, const struct th_input_limits *lim,
+                              struct th_input *out, struct th_input_error *err)
+{
+    if (th_input_scan(d, len, lim, out)) {
+        return TH_OK;
+    }
+    th_input_cleanup(out); /* the scan was not sure: jansson decides, and words any error */
+    return th_input_parse_jansson(d, len, lim, out, err);
 }
 
 enum th_err th_input_parse(const char *data, size_t len, const struct th_input_limits *limits,
@@ -353,6 +381,11 @@ enum th_err th_input_parse(const char *data, size_t len, const struct th_input_l
     return rc;
 }
 
+const char *th_input_record_id(const struct th_input_record *rec)
+{
+    return rec->event != NULL ? th_event_id(rec->event) : rec->event_id;
+}
+
 void th_input_cleanup(struct th_input *in)
 {
     for (size_t i = 0; i < in->ndocs; i++) {
@@ -360,5 +393,6 @@ void th_input_cleanup(struct th_input *in)
     }
     free(in->docs);
     free(in->records);
+    free(in->ids);
     memset(in, 0, sizeof(*in));
 }

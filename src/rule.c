@@ -13,9 +13,34 @@
 
 #define AMI_PUBLIC_ID "AWS.CloudTrail.AMIModifiedForPublicAccess"
 
+#define CREATE_ACCOUNT_EVENT "CreateAccountResult"
+
+static const char *const ami_public_events[] = {"ModifyImageAttribute", "ResetImageAttribute",
+                                                NULL};
+
 static const struct th_rule_def rules[] = {
-    {AMI_PUBLIC_ID, th_rule_ami_public_eval, th_rule_ami_public_resolves},
+    {AMI_PUBLIC_ID, th_rule_ami_public_eval, th_rule_ami_public_resolves, ami_public_events},
 };
+
+static bool name_is(const char *name, size_t len, const char *lit)
+{
+    return strlen(lit) == len && memcmp(name, lit, len) == 0;
+}
+
+bool th_rule_wants_event(const struct th_rule_def *rule, const char *name, size_t len)
+{
+    for (const char *const *n = rule->event_names; *n != NULL; n++) {
+        if (name_is(name, len, *n)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool th_rule_learns_from(const char *name, size_t len)
+{
+    return name_is(name, len, CREATE_ACCOUNT_EVENT);
+}
 
 const struct th_rule_def *th_rule_find(const char *id)
 {
@@ -233,7 +258,7 @@ static json_t *service_event_details(const json_t *event)
 bool th_rule_created_account(const json_t *event, char account_id[64])
 {
     const char *name = th_event_get_string(event, "eventName");
-    if (name == NULL || strcmp(name, "CreateAccountResult") != 0) {
+    if (name == NULL || strcmp(name, CREATE_ACCOUNT_EVENT) != 0) {
         return false;
     }
     json_t *details = service_event_details(event);

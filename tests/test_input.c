@@ -13,7 +13,7 @@
 
 #define REC(id) "{\"eventName\":\"ModifyImageAttribute\",\"eventID\":\"" id "\"}"
 
-static const struct th_input_limits limits = {1 << 20, 1000, 32, 64};
+static const struct th_input_limits limits = {1 << 20, 1000, 32, 64, NULL, NULL};
 
 static enum th_err parse(const char *text, struct th_input *in, struct th_input_error *err)
 {
@@ -122,7 +122,7 @@ static void limits_are_enforced(void **state)
     struct th_input in;
     struct th_input_error err;
     char deep[200];
-    struct th_input_limits small = {1 << 20, 2, 32, 64};
+    struct th_input_limits small = {1 << 20, 2, 32, 64, NULL, NULL};
     (void)state;
     memset(deep, '[', 100);
     memset(deep + 100, ']', 99);
@@ -193,7 +193,7 @@ static void gzip_bodies_are_inflated_and_bounded(void **state)
     big[(1 << 20) - 1] = '\0';
     unsigned char *zbuf = malloc(1 << 16);
     n = gzip(big, zbuf, 1 << 16);
-    struct th_input_limits tight = {1 << 16, 10, 32, 64};
+    struct th_input_limits tight = {1 << 16, 10, 32, 64, NULL, NULL};
     assert_int_equal(th_input_parse((char *)zbuf, n, &tight, &in, &err), TH_ETOOBIG);
     th_input_cleanup(&in);
     /* Truncated gzip is a clear parse error. */

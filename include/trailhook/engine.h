@@ -63,4 +63,14 @@ struct th_engine_record {
 void th_engine_eval(struct th_engine_run *run, const json_t *event, int64_t now_ms,
                     struct th_engine_record *out);
 
+/**
+ * Could an enabled rule of @p specs (a const struct th_spec_set *), or new-account learning, do
+ * anything with a CloudTrail record whose eventName is @p name? When not, th_engine_skip() is
+ * the record's whole evaluation, and input.c need not build its tree (th_input_limits).
+ */
+bool th_engine_wants_event(const void *specs, const char *name, size_t len);
+
+/** The evaluation of a CloudTrail record th_engine_wants_event() said no to: no match. */
+void th_engine_skip(struct th_engine_record *out);
+
 #endif

@@ -32,6 +32,13 @@ struct th_input_limits {
     size_t max_events;         /**< records after unwrapping */
     size_t max_depth;          /**< JSON nesting */
     size_t max_string_bytes;   /**< longest JSON string (raw, escapes included); 0: no limit */
+    /**
+     * Which CloudTrail records need a tree: called with a record's eventName when the input scan
+     * knows it exactly; false leaves the record without one (event NULL). NULL: every record
+     * gets its tree. th_engine_wants_event() with the spec set is the service's choice.
+     */
+    bool (*wants_event)(const void *ctx, const char *name, size_t len);
+    const void *wants_ctx;
 };
 
 struct th_input_error {
@@ -44,8 +51,13 @@ struct th_input_error {
 
 /** One record after unwrapping. */
 struct th_input_record {
-    json_t *event;   /**< borrowed from the input's documents */
-    bool cloudtrail; /**< th_event_is_cloudtrail(event) */
+    /**
+     * Borrowed from the input's documents; NULL for a CloudTrail record whose eventName
+     * limits.wants_event refused (no rule can match it, so no tree was built).
+     */
+    json_t *event;
+    bool cloudtrail;      /**< th_event_is_cloudtrail(event); true when event is NULL */
+    const char *event_id; /**< when event is NULL: its eventID string, or NULL when it has none */
 };
 
 /** A parsed input; owns its documents. */
@@ -57,6 +69,9 @@ struct th_input {
     size_t nrecords;
     size_t cap_docs;
     size_t cap_records;
+    char *ids; /**< the event_id strings of records without a tree, back to back */
+    size_t ids_len;
+    size_t ids_cap;
 };
 
 /** @return true when @p data starts with the gzip magic bytes. */
@@ -80,6 +95,30 @@ enum th_err th_input_inflate(const char *data, size_t len, size_t max_out, char 
  */
 enum th_err th_input_parse(const char *data, size_t len, const struct th_input_limits *limits,
                            struct th_input *out, struct th_input_error *err);
+
+/** Records read one at a time from a file or stdin (input_stream.c). */
+struct th_input_stream;
+
+/**
+ * Opens @p path ("-" is stdin), plain or gzip. Log files ({"Records":[...]}) are read a record
+ * at a time, other documents whole, so memory follows the largest record or non-log document.
+ * @param[out] errnum errno when the file cannot be opened (TH_EIO)
+ */
+enum th_err th_input_stream_open(const char *path, const struct th_input_limits *limits,
+                                 struct th_input_stream **out, int *errnum);
+
+/**
+ * The next record, valid until the next call: TH_OK; TH_ENOTFOUND after the last; or an error
+ * (TH_EPARSE, TH_ETOOBIG) placed in the whole text, after which the stream ends. An input with
+ * no document at all is TH_EPARSE.
+ */
+enum th_err th_input_stream_next(struct th_input_stream *st, const struct th_input_record **rec,
+                                 struct th_input_error *err);
+
+void th_input_stream_close(struct th_input_stream *st);
+
+/** The eventID of a record (th_event_id() of its tree, or the one kept without a tree). */
+const char *th_input_record_id(const struct th_input_record *rec);
 
 /** Releases the documents and records of @p in and zeroes it. */
 void th_input_cleanup(struct th_input *in);

@@ -45,7 +45,18 @@ struct th_rule_def {
     const char *id;
     th_rule_eval_cb eval;
     th_rule_resolves_cb resolves; /**< NULL: the rule's alerts are never resolved by an event */
+    /**
+     * Every eventName on which eval or resolves can say anything but "no match" (NULL-ended).
+     * Records named otherwise are judged without building their tree.
+     */
+    const char *const *event_names;
 };
+
+/** Is @p name (of @p len bytes) one of @p rule's event_names? */
+bool th_rule_wants_event(const struct th_rule_def *rule, const char *name, size_t len);
+
+/** Is @p name the event th_rule_created_account() learns new accounts from? */
+bool th_rule_learns_from(const char *name, size_t len);
 
 /** @return the compiled rule with this RuleID, or NULL. */
 const struct th_rule_def *th_rule_find(const char *id);
