@@ -57,6 +57,26 @@ static void print_record(FILE *out, const char *file, size_t index,
     json_decref(line);
 }
 
+/*
+ * The line of a record without a tree (no rule wanted it): written directly, as jansson would
+ * write it -- the eventID of such a record is a string without escapes, so it is copied as is.
+ * Most records of a log file take this path.
+ */
+static void print_skipped(FILE *out, const char *file_json, size_t index, const char *id)
+{
+    if (file_json != NULL) {
+        fprintf(out, "{\"file\":%s,", file_json);
+    } else {
+        fputc('{', out);
+    }
+    if (id != NULL) {
+        fprintf(out, "\"index\":%zu,\"eventID\":\"%s\",", index, id);
+    } else {
+        fprintf(out, "\"index\":%zu,\"eventID\":null,", index);
+    }
+    fputs("\"match\":false,\"rule\":null,\"dedup\":null}\n", out);
+}
+
 /* Says why an input could not be read or parsed, where it can. */
 static void report(const char *shown, const struct th_input_error *ierr)
 {
@@ -92,19 +112,23 @@ static int eval_one(const struct th_config *cfg, struct th_engine_run *run, cons
         fprintf(stderr, "trailhook eval: %s: cannot read: %s\n", shown, msg);
         return TH_EXIT_USAGE;
     }
+    json_t *file = json_string(shown);
+    char *file_json = name_file ? json_dumps(file, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    json_decref(file);
     for (size_t i = 0; (rc = th_input_stream_next(in, &record, &ierr)) == TH_OK; i++) {
         struct th_engine_record rec;
-        if (record->event != NULL) {
-            th_engine_eval(run, record->event, now, &rec);
-        } else {
-            th_engine_skip(&rec);
+        if (record->event == NULL) {
+            print_skipped(out, file_json, i, record->event_id);
+            continue;
         }
+        th_engine_eval(run, record->event, now, &rec);
         print_record(out, name_file ? shown : NULL, i, record, &rec, cfg);
         if (rec.verdict == TH_RULE_MATCH) {
             status = TH_EXIT_FAILED;
         }
     }
     th_input_stream_close(in);
+    free(file_json);
     if (rc != TH_ENOTFOUND) {
         report(shown, &ierr);
         return TH_EXIT_USAGE;

@@ -155,10 +155,32 @@ static bool append_body(struct th_http_req *req, const char *data, size_t n)
     return true;
 }
 
-/* The whole body is here: hand it to a worker, or say we are saturated. */
+/* A body the HTTP thread can answer itself (th_ingest_quick): no hand-over, no wake-ups. */
+static bool answer_quickly(struct th_http_req *req)
+{
+    struct th_server *srv = req->srv;
+    pthread_rwlock_rdlock(&srv->rt_lock);
+    bool quick = th_ingest_quick(srv->cfg, srv->specs, req->body, req->len, &req->result);
+    if (quick) {
+        th_server_metrics_ingest(srv, &req->result);
+    } else {
+        free(req->result.rules);
+        req->result.rules = NULL;
+    }
+    pthread_rwlock_unlock(&srv->rt_lock);
+    return quick;
+}
+
+/* The whole body is here: answer it, hand it to a worker, or say we are saturated. */
 static enum MHD_Result dispatch(struct th_http_req *req)
 {
     struct th_server *srv = req->srv;
+    if (answer_quickly(req)) {
+        struct th_ingest_result *r = &req->result;
+        json_t *body = r->body;
+        r->body = NULL;
+        return send_json(req, r->status, body, r->retry_after, NULL);
+    }
     /* Suspend before the worker can see the request, so its resume never comes first. */
     MHD_suspend_connection(req->conn);
     req->queued = true;

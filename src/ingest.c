@@ -308,35 +308,75 @@ static void evaluate(const struct th_config *cfg, const struct th_spec_set *spec
     th_accounts_free(learned);
 }
 
-void th_ingest_process(const struct th_config *cfg, const struct th_spec_set *specs,
-                       struct th_store *st, const char *body, size_t len,
+/* Parses the body; false when that alone gave the answer (an error). */
+static bool parse_body(const struct th_config *cfg, const struct th_spec_set *specs,
+                       const char *body, size_t len, struct th_input *in,
                        struct th_ingest_result *out)
 {
     struct th_input_limits lim = {cfg->max_inflated_bytes, cfg->max_events,
                                   cfg->max_json_depth,     cfg->max_string_bytes,
                                   th_engine_wants_event,   specs};
-    struct th_input in;
     struct th_input_error ierr;
 
-    memset(out, 0, sizeof(*out));
-    enum th_err rc = th_input_parse(body, len, &lim, &in, &ierr);
-    out->form = in.form;
+    enum th_err rc = th_input_parse(body, len, &lim, in, &ierr);
+    out->form = in->form;
     if (rc != TH_OK) {
         answer_error(out, rc == TH_ETOOBIG ? 413 : 400, ierr.message, ierr.line, ierr.column,
                      ierr.index);
-    } else if (in.form == TH_FORM_EMPTY) {
+        return false;
+    }
+    if (in->form == TH_FORM_EMPTY) {
         answer_error(out, 400, "the body holds no JSON document", 0, 0, -1);
-    } else {
-        for (size_t i = 0; i < in.nrecords && out->status == 0; i++) {
-            if (!in.records[i].cloudtrail) {
-                answer_error(out, 400,
-                             "not a CloudTrail record (no eventName): nothing was applied", 0, 0,
-                             (long)i);
-            }
+        return false;
+    }
+    for (size_t i = 0; i < in->nrecords; i++) {
+        if (!in->records[i].cloudtrail) {
+            answer_error(out, 400, "not a CloudTrail record (no eventName): nothing was applied", 0,
+                         0, (long)i);
+            return false;
         }
-        if (out->status == 0) {
-            evaluate(cfg, specs, st, &in, out);
+    }
+    return true;
+}
+
+void th_ingest_process(const struct th_config *cfg, const struct th_spec_set *specs,
+                       struct th_store *st, const char *body, size_t len,
+                       struct th_ingest_result *out)
+{
+    struct th_input in;
+    memset(out, 0, sizeof(*out));
+    if (parse_body(cfg, specs, body, len, &in, out)) {
+        evaluate(cfg, specs, st, &in, out);
+    }
+    th_input_cleanup(&in);
+}
+
+static bool every_record_skipped(const struct th_input *in)
+{
+    for (size_t i = 0; i < in->nrecords; i++) {
+        if (in->records[i].event != NULL) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool th_ingest_quick(const struct th_config *cfg, const struct th_spec_set *specs, const char *body,
+                     size_t len, struct th_ingest_result *out)
+{
+    struct th_input in;
+    bool answered = true;
+
+    memset(out, 0, sizeof(*out));
+    if (len > TH_INGEST_QUICK_MAX_BYTES || th_input_is_gzip(body, len)) {
+        return false;
+    }
+    if (parse_body(cfg, specs, body, len, &in, out)) {
+        answered = every_record_skipped(&in);
+        if (answered) {
+            evaluate(cfg, specs, NULL, &in, out); /* no rule runs, so nothing reaches the store */
         }
     }
     th_input_cleanup(&in);
+    return answered;
 }

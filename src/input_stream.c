@@ -155,9 +155,18 @@ static void position_of(const struct th_input_stream *st, size_t off, long *line
     }
 }
 
+/* Steps over @p n bytes, keeping the place: memchr, as log files are one long line. */
 static void consume(struct th_input_stream *st, size_t n)
 {
-    position_of(st, n, &st->line, &st->column);
+    const char *p = st->buf + st->pos;
+    const char *end = p + n;
+    const char *last_newline = NULL;
+    for (const char *q = memchr(p, '\n', n); q != NULL;
+         q = memchr(q + 1, '\n', (size_t)(end - q - 1))) {
+        st->line++;
+        last_newline = q;
+    }
+    st->column = last_newline != NULL ? (long)(end - last_newline) : st->column + (long)n;
     st->pos += n;
 }
 

@@ -40,6 +40,19 @@ struct th_ingest_result {
     struct th_ingest_rule_counts *rules; /**< one per spec of the set, or NULL; free() it */
 };
 
+/** Bodies th_ingest_quick() takes: a few events; larger ones would hold up the HTTP thread. */
+#define TH_INGEST_QUICK_MAX_BYTES ((size_t)64 * 1024)
+
+/**
+ * Answers a body at once when that needs neither a rule nor the store: a plain (not gzip) body
+ * of at most TH_INGEST_QUICK_MAX_BYTES that is bad (400, 413) or whose records are all
+ * CloudTrail records no rule wants (202). Most events are, so the HTTP thread answers them
+ * without handing them to a worker. The answer is the one th_ingest_process() would give.
+ * @return true with @p out filled; false (out empty) when a worker must process the body
+ */
+bool th_ingest_quick(const struct th_config *cfg, const struct th_spec_set *specs, const char *body,
+                     size_t len, struct th_ingest_result *out);
+
 /**
  * Processes @p body (already size-checked; may be gzip).
  * @param[out] out filled in every case; json_decref(out->body) when done

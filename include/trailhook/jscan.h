@@ -13,6 +13,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
+#include <strings.h>
 
 enum th_jscan_status {
     TH_JSCAN_OK = 0,
@@ -72,11 +74,25 @@ bool th_jscan_next_member(struct th_jscan *s, bool *first, struct th_jscan_str *
 /** Array items: as th_jscan_next_member, leaving the cursor at the item. */
 bool th_jscan_next_item(struct th_jscan *s, bool *first);
 
+/* Inline, so the literals' lengths are known where the keys of every member are compared. */
+
 /** Does the plain string @p str (from this cursor) equal @p lit exactly? */
-bool th_jscan_str_is(const struct th_jscan *s, const struct th_jscan_str *str, const char *lit);
+static inline bool th_jscan_str_is(const struct th_jscan *s, const struct th_jscan_str *str,
+                                   const char *lit)
+{
+    size_t n = strlen(lit);
+    return str->kind == TH_JSCAN_PLAIN_STRING && str->len == n &&
+           memcmp(s->base + str->off, lit, n) == 0;
+}
 
 /** ... equal @p lit ignoring ASCII case? */
-bool th_jscan_str_is_ci(const struct th_jscan *s, const struct th_jscan_str *str, const char *lit);
+static inline bool th_jscan_str_is_ci(const struct th_jscan *s, const struct th_jscan_str *str,
+                                      const char *lit)
+{
+    size_t n = strlen(lit);
+    return str->kind == TH_JSCAN_PLAIN_STRING && str->len == n &&
+           strncasecmp(s->base + str->off, lit, n) == 0;
+}
 
 /** The cursor's position as an offset from its base. */
 size_t th_jscan_offset(const struct th_jscan *s);
