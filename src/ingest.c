@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* ingest.c -- one request body from bytes to committed alerts and the JSON answer. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,15 @@ struct work {
     size_t nerror_dests;
     char (*account_ids)[64];
     char (*error_texts)[160]; /* rule-error messages: the engine's record is reused per event */
+};
+
+/* One request between its evaluation and its commit (th_ingest_prepare / th_ingest_commit). */
+struct th_ingest_job {
+    struct th_input in;
+    struct work w;
+    struct th_accounts *learned; /* accounts this request taught, for its later records */
+    struct th_ingest_result *out;
+    bool evaluated; /* false: parsing gave the answer (out holds it) */
 };
 
 static void answer(struct th_ingest_result *out, unsigned status, json_t *body)
@@ -218,37 +228,41 @@ static size_t spec_index(const struct th_spec_set *specs, const struct th_spec *
     return i;
 }
 
-static void commit(struct th_store *st, const struct th_input *in, struct work *w,
-                   struct th_ingest_result *out)
+static struct th_store_batch batch_of(const struct work *w)
 {
-    struct th_store_batch batch = {w->matches,  w->nmatches,  w->errors,      w->nerrors,
+    return (struct th_store_batch){w->matches,  w->nmatches,  w->errors,      w->nerrors,
                                    w->accounts, w->naccounts, w->resolutions, w->nresolutions};
-    struct th_store_match_result *res = th_xcalloc(w->nmatches + 1, sizeof(*res));
-    enum th_err rc = TH_OK;
+}
 
-    if (w->nmatches + w->nerrors + w->naccounts + w->nresolutions > 0) {
-        rc = th_store_apply(st, &batch, th_clock_now_ms(), res);
-    }
+static bool writes_anything(const struct work *w)
+{
+    return w->nmatches + w->nerrors + w->naccounts + w->nresolutions > 0;
+}
+
+/* The answer once the store has said @p rc to the request's batch (TH_OK when it had none). */
+static void finish(struct th_ingest_job *job, enum th_err rc, const char *store_error,
+                   const struct th_store_match_result *res)
+{
+    struct work *w = &job->w;
+    struct th_ingest_result *out = job->out;
     if (rc != TH_OK) {
-        th_log(TH_LOG_ERROR, "ingest", "cannot commit %zu alerts: %s", w->nmatches,
-               th_store_last_error(st));
+        th_log(TH_LOG_ERROR, "ingest", "cannot commit %zu alerts: %s", w->nmatches, store_error);
         answer_error(out, 503, "the store cannot take writes now; nothing was applied", 0, 0, -1);
         out->retry_after = 5;
         /* Busy (another process holds the lock) passes by itself; anything else is a store
          * that cannot write, which /readyz must say at once. */
         out->store_failed = rc != TH_ETEMP;
-    } else {
-        for (size_t i = 0; i < w->nmatches; i++) {
-            size_t k = spec_index(w->specs, w->match_specs[i]);
-            out->new_alerts = out->new_alerts || res[i].new_alert;
-            w->counts[k].new_alerts += res[i].new_alert;
-            w->counts[k].deduplicated += !res[i].new_alert && res[i].alert_id[0] != '\0';
-        }
-        /* Rule errors and resolutions may have made outbox rows too. */
-        out->new_alerts = out->new_alerts || w->nerrors > 0 || w->nresolutions > 0;
-        answer(out, 202, accepted_body(in, w, res));
+        return;
     }
-    free(res);
+    for (size_t i = 0; i < w->nmatches; i++) {
+        size_t k = spec_index(w->specs, w->match_specs[i]);
+        out->new_alerts = out->new_alerts || res[i].new_alert;
+        w->counts[k].new_alerts += res[i].new_alert;
+        w->counts[k].deduplicated += !res[i].new_alert && res[i].alert_id[0] != '\0';
+    }
+    /* Rule errors and resolutions may have made outbox rows too. */
+    out->new_alerts = out->new_alerts || w->nerrors > 0 || w->nresolutions > 0;
+    answer(out, 202, accepted_body(&job->in, w, res));
 }
 
 /* The rule that matched (or erred) gets the verdict; every other enabled rule said no. */
@@ -265,22 +279,23 @@ static void count_verdict(struct work *w, const struct th_engine_record *rec)
     }
 }
 
-static void evaluate(const struct th_config *cfg, const struct th_spec_set *specs,
-                     struct th_store *st, const struct th_input *in, struct th_ingest_result *out)
+/* Runs the rules over every record; what must be stored waits in job->w for the commit. */
+static void evaluate(struct th_ingest_job *job, const struct th_config *cfg,
+                     const struct th_spec_set *specs, struct th_store *st)
 {
-    struct th_accounts *learned = th_accounts_new();
+    struct th_input *in = &job->in;
+    struct work *w = &job->w;
     struct th_engine_run run = {.specs = specs,
                                 .base = store_account_lookup,
                                 .base_ctx = st,
-                                .learned = learned,
+                                .learned = job->learned,
                                 .new_account_ttl_ms = cfg->new_account_ttl_seconds * 1000};
-    struct work w;
     int64_t now = th_clock_now_ms();
 
-    work_init(&w, cfg, in->nrecords);
-    w.specs = specs;
-    out->rules = th_xcalloc(specs->nspecs + 1, sizeof(*out->rules));
-    w.counts = out->rules;
+    work_init(w, cfg, in->nrecords);
+    w->specs = specs;
+    job->out->rules = th_xcalloc(specs->nspecs + 1, sizeof(*job->out->rules));
+    w->counts = job->out->rules;
     for (size_t i = 0; i < in->nrecords; i++) {
         struct th_engine_record rec;
         if (in->records[i].event != NULL) {
@@ -288,24 +303,22 @@ static void evaluate(const struct th_config *cfg, const struct th_spec_set *spec
         } else {
             th_engine_skip(&rec);
         }
-        count_verdict(&w, &rec);
+        count_verdict(w, &rec);
         if (rec.learned_account[0] != '\0') {
-            add_account(&w, &rec);
+            add_account(w, &rec);
         }
         if (rec.verdict == TH_RULE_MATCH) {
-            add_match(&w, in->records[i].event, &rec, now);
+            add_match(w, in->records[i].event, &rec, now);
         } else if (rec.verdict == TH_RULE_ERROR) {
-            add_rule_error(&w, in->records[i].event, &rec);
+            add_rule_error(w, in->records[i].event, &rec);
         } else if (rec.resolves != NULL) {
-            add_resolution(&w, in->records[i].event, rec.resolves, now);
+            add_resolution(w, in->records[i].event, rec.resolves, now);
         }
     }
-    out->accepted = in->nrecords;
-    out->matched = w.nmatches;
-    out->rule_errors = w.nerrors;
-    commit(st, in, &w, out);
-    work_cleanup(&w);
-    th_accounts_free(learned);
+    job->out->accepted = in->nrecords;
+    job->out->matched = w->nmatches;
+    job->out->rule_errors = w->nerrors;
+    job->evaluated = true;
 }
 
 /* Parses the body; false when that alone gave the answer (an error). */
@@ -339,16 +352,76 @@ static bool parse_body(const struct th_config *cfg, const struct th_spec_set *sp
     return true;
 }
 
+struct th_ingest_job *th_ingest_prepare(const struct th_config *cfg,
+                                        const struct th_spec_set *specs, struct th_store *st,
+                                        const char *body, size_t len, struct th_ingest_result *out)
+{
+    struct th_ingest_job *job = th_xcalloc(1, sizeof(*job));
+    memset(out, 0, sizeof(*out));
+    job->out = out;
+    job->learned = th_accounts_new();
+    if (parse_body(cfg, specs, body, len, &job->in, out)) {
+        evaluate(job, cfg, specs, st);
+    }
+    return job;
+}
+
+void th_ingest_commit(struct th_store *st, struct th_ingest_job *const *jobs, size_t n)
+{
+    struct th_store_batch *batches = th_xcalloc(n + 1, sizeof(*batches));
+    struct th_store_match_result **results = th_xcalloc(n + 1, sizeof(*results));
+    enum th_err *rcs = th_xcalloc(n + 1, sizeof(*rcs));
+    size_t *slot = th_xcalloc(n + 1, sizeof(*slot));
+    size_t m = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct work *w = &jobs[i]->w;
+        slot[i] = SIZE_MAX;
+        if (jobs[i]->evaluated && writes_anything(w)) {
+            slot[i] = m;
+            batches[m] = batch_of(w);
+            results[m++] = th_xcalloc(w->nmatches + 1, sizeof(**results));
+        }
+    }
+    if (m > 0) {
+        th_store_apply_group(st, batches, m, th_clock_now_ms(), results, rcs);
+    }
+    for (size_t i = 0; i < n; i++) {
+        static const struct th_store_match_result none;
+        if (jobs[i]->evaluated) {
+            bool wrote = slot[i] != SIZE_MAX;
+            finish(jobs[i], wrote ? rcs[slot[i]] : TH_OK, wrote ? th_store_last_error(st) : "",
+                   wrote ? results[slot[i]] : &none);
+        }
+    }
+    for (size_t i = 0; i < m; i++) {
+        free(results[i]);
+    }
+    free(batches);
+    free(results);
+    free(rcs);
+    free(slot);
+}
+
+void th_ingest_job_free(struct th_ingest_job *job)
+{
+    if (job != NULL) {
+        if (job->evaluated) {
+            work_cleanup(&job->w);
+        }
+        th_input_cleanup(&job->in);
+        th_accounts_free(job->learned);
+        free(job);
+    }
+}
+
 void th_ingest_process(const struct th_config *cfg, const struct th_spec_set *specs,
                        struct th_store *st, const char *body, size_t len,
                        struct th_ingest_result *out)
 {
-    struct th_input in;
-    memset(out, 0, sizeof(*out));
-    if (parse_body(cfg, specs, body, len, &in, out)) {
-        evaluate(cfg, specs, st, &in, out);
-    }
-    th_input_cleanup(&in);
+    struct th_ingest_job *job = th_ingest_prepare(cfg, specs, st, body, len, out);
+    th_ingest_commit(st, &job, 1);
+    th_ingest_job_free(job);
 }
 
 static bool every_record_skipped(const struct th_input *in)
@@ -364,19 +437,23 @@ static bool every_record_skipped(const struct th_input *in)
 bool th_ingest_quick(const struct th_config *cfg, const struct th_spec_set *specs, const char *body,
                      size_t len, struct th_ingest_result *out)
 {
-    struct th_input in;
+    struct th_ingest_job job;
     bool answered = true;
 
     memset(out, 0, sizeof(*out));
     if (len > TH_INGEST_QUICK_MAX_BYTES || th_input_is_gzip(body, len)) {
         return false;
     }
-    if (parse_body(cfg, specs, body, len, &in, out)) {
-        answered = every_record_skipped(&in);
-        if (answered) {
-            evaluate(cfg, specs, NULL, &in, out); /* no rule runs, so nothing reaches the store */
+    memset(&job, 0, sizeof(job));
+    job.out = out;
+    if (parse_body(cfg, specs, body, len, &job.in, out)) {
+        answered = every_record_skipped(&job.in);
+        if (answered) { /* no rule runs, so nothing reaches the store or the account set */
+            evaluate(&job, cfg, specs, NULL);
+            finish(&job, TH_OK, "", NULL);
+            work_cleanup(&job.w);
         }
     }
-    th_input_cleanup(&in);
+    th_input_cleanup(&job.in);
     return answered;
 }

@@ -71,6 +71,22 @@ void *th_queue_pop(struct th_queue *q)
     return item;
 }
 
+size_t th_queue_pop_many(struct th_queue *q, void **items, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&q->lock);
+    while (q->count == 0 && !q->closed) {
+        pthread_cond_wait(&q->not_empty, &q->lock);
+    }
+    while (q->count > 0 && n < max) {
+        items[n++] = q->ring[q->head];
+        q->head = (q->head + 1) % q->capacity;
+        q->count--;
+    }
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}
+
 void th_queue_close(struct th_queue *q)
 {
     pthread_mutex_lock(&q->lock);

@@ -22,41 +22,65 @@
 
 #define HTTP_GRACE_MS 5000
 
+/* Requests a worker commits together at most (group commit). */
+#define WORKER_GROUP 32
+
 /* What a worker thread starts with: the server and its own store handle (STYLE 17). */
 struct worker_arg {
     struct th_server *srv;
     struct th_store *st;
 };
 
+/* After the commit: metrics, the deliverer's wake-up, /readyz. Under rt_lock. */
+static void account_request(struct th_server *srv, struct th_http_req *req)
+{
+    th_server_metrics_ingest(srv, &req->result);
+    if (req->result.new_alerts) {
+        th_deliverer_notify(srv->deliverer);
+    }
+    /* /readyz says so at once; the housekeeper's probe says when the store writes again. */
+    if (req->result.store_failed) {
+        atomic_store(&srv->status.store_writable, false);
+    }
+    th_log(TH_LOG_DEBUG, "ingest", "%s: %u, %zu events (%s), %zu matched", req->request_id,
+           req->result.status, req->result.accepted, th_input_form_name(req->result.form),
+           req->result.matched);
+}
+
+/*
+ * Takes every request waiting (up to WORKER_GROUP), evaluates each, and commits them together:
+ * under load the requests that queued during one commit share the next one's fsync.
+ */
 static void *worker_main(void *p)
 {
     struct worker_arg *arg = p;
     struct th_server *srv = arg->srv;
     struct th_store *st = arg->st;
+    struct th_http_req *reqs[WORKER_GROUP];
+    struct th_ingest_job *jobs[WORKER_GROUP];
     free(arg);
     for (;;) {
-        struct th_http_req *req = th_queue_pop(srv->queue);
-        if (req == NULL) {
+        size_t n = th_queue_pop_many(srv->queue, (void **)reqs, WORKER_GROUP);
+        if (n == 0) {
             return NULL;
         }
-        th_log_set_context(req->request_id, NULL);
         /* The configuration, the specs and the deliverer stay put while the lock is held. */
         pthread_rwlock_rdlock(&srv->rt_lock);
-        th_ingest_process(srv->cfg, srv->specs, st, req->body, req->len, &req->result);
-        th_server_metrics_ingest(srv, &req->result);
-        if (req->result.new_alerts) {
-            th_deliverer_notify(srv->deliverer);
+        for (size_t i = 0; i < n; i++) {
+            th_log_set_context(reqs[i]->request_id, NULL);
+            jobs[i] = th_ingest_prepare(srv->cfg, srv->specs, st, reqs[i]->body, reqs[i]->len,
+                                        &reqs[i]->result);
         }
-        /* /readyz says so at once; the housekeeper's probe says when the store writes again. */
-        if (req->result.store_failed) {
-            atomic_store(&srv->status.store_writable, false);
+        th_log_set_context(NULL, NULL);
+        th_ingest_commit(st, jobs, n);
+        for (size_t i = 0; i < n; i++) {
+            th_ingest_job_free(jobs[i]);
+            account_request(srv, reqs[i]);
         }
         pthread_rwlock_unlock(&srv->rt_lock);
-        th_log(TH_LOG_DEBUG, "ingest", "%s: %u, %zu events (%s), %zu matched", req->request_id,
-               req->result.status, req->result.accepted, th_input_form_name(req->result.form),
-               req->result.matched);
-        th_log_set_context(NULL, NULL);
-        th_http_resume(req);
+        for (size_t i = 0; i < n; i++) {
+            th_http_resume(reqs[i]);
+        }
     }
 }
 

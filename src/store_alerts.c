@@ -429,6 +429,53 @@ enum th_err th_store_apply(struct th_store *st, const struct th_store_batch *bat
     return rc;
 }
 
+void th_store_apply_group(struct th_store *st, const struct th_store_batch *batches, size_t n,
+                          int64_t now_ms, struct th_store_match_result *const *results,
+                          enum th_err *rcs)
+{
+    enum th_err rc = TH_OK;
+    bool any = false;
+
+    for (size_t i = 0; i < n; i++) {
+        bool ok = st != NULL && th_store_batch_ok(&batches[i], results[i]);
+        rcs[i] = ok ? TH_OK : TH_EINVAL;
+        any = any || ok;
+    }
+    if (st != NULL && st->redis != NULL) {
+        for (size_t i = 0; i < n; i++) { /* each batch is one script, atomic by itself */
+            if (rcs[i] == TH_OK) {
+                rcs[i] = th_store_redis_apply(st, &batches[i], now_ms, results[i]);
+            }
+        }
+        return;
+    }
+    if (!any) {
+        return;
+    }
+    /* One transaction, one fsync, for every batch: under load a worker takes what waited while
+     * it was committing, so requests share the disk's flushes instead of queueing for them. */
+    rc = th_store_tx_begin(st);
+    for (size_t i = 0; rc == TH_OK && i < n; i++) {
+        if (rcs[i] == TH_OK) {
+            rc = apply_all(st, &batches[i], now_ms, results[i]);
+        }
+    }
+    if (rc == TH_OK) {
+        rc = th_store_tx_commit(st);
+    }
+    if (rc != TH_OK) {
+        th_store_tx_rollback(st);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (rcs[i] == TH_OK && rc != TH_OK) {
+            rcs[i] = rc;
+            if (batches[i].nmatches > 0) { /* nothing was applied: no result may say otherwise */
+                memset(results[i], 0, batches[i].nmatches * sizeof(*results[i]));
+            }
+        }
+    }
+}
+
 /* ---- reading alerts and rule errors ----------------------------------------------------- */
 
 /* The stored document with the columns laid over it: the database, not the document, is the

@@ -67,6 +67,7 @@ struct th_store {
     sqlite3 *db;
     sqlite3_stmt *stmts[S_COUNT]; /* prepared on first use, finalized by th_store_free */
     char last_error[256];
+    int64_t busy_since_us; /* monotonic: when the current wait for the write lock began */
 };
 
 /* One bound parameter: text (NULL binds SQL NULL) or an integer. */

@@ -199,6 +199,109 @@ static void a_store_that_cannot_write_answers_503(void **state)
     assert_int_equal(alert_count(f), 0);
 }
 
+/* Several requests committed together answer as if committed one after the other. */
+static void a_group_commit_answers_each_request_as_alone(void **state)
+{
+    struct fixture *f = *state;
+    const char *bodies[] = {
+        PUBLIC("g1", "ami-1"),           /* a new alert */
+        PUBLIC("g2", "ami-1"),           /* the same image: counts toward g1's alert */
+        PUBLIC("g1", "ami-1"),           /* a retry of g1: a duplicate */
+        "{\"eventName\":\"GetObject\"}", /* writes nothing */
+        "{not json",                     /* answered at parsing */
+        PUBLIC("g3", "ami-2"),           /* another alert */
+    };
+    enum { N = sizeof(bodies) / sizeof(bodies[0]) };
+    struct th_ingest_result r[N];
+    struct th_ingest_job *jobs[N];
+    for (size_t i = 0; i < N; i++) {
+        jobs[i] = th_ingest_prepare(&f->cfg, &f->specs, f->st, bodies[i], strlen(bodies[i]), &r[i]);
+    }
+    th_ingest_commit(f->st, jobs, N);
+    const unsigned status[N] = {202, 202, 202, 202, 400, 202};
+    const json_int_t duplicates[N] = {0, 0, 1, 0, 0, 0};
+    for (size_t i = 0; i < N; i++) {
+        th_ingest_job_free(jobs[i]);
+        assert_int_equal(r[i].status, status[i]);
+        if (status[i] == 202) {
+            assert_int_equal(json_integer_value(json_object_get(r[i].body, "duplicates")),
+                             duplicates[i]);
+        }
+    }
+    const char *first = json_string_value(json_array_get(json_object_get(r[0].body, "alerts"), 0));
+    assert_string_equal(first,
+                        json_string_value(json_array_get(json_object_get(r[1].body, "alerts"), 0)));
+    assert_true(r[0].new_alerts);
+    assert_false(r[1].new_alerts);
+    assert_true(r[5].new_alerts);
+    assert_int_equal(alert_count(f), 2);
+    for (size_t i = 0; i < N; i++) {
+        json_decref(r[i].body);
+        free(r[i].rules);
+    }
+}
+
+/* When the store refuses the group's commit, every request that had something to store gets
+ * 503 and nothing of any of them is applied; the others keep their own answers. */
+static void a_refused_group_commit_fails_every_writer(void **state)
+{
+    struct fixture *f = *state;
+    struct th_store *ro = NULL;
+    char err[128];
+    const char *bodies[] = {PUBLIC("h1", "ami-1"), "{\"eventName\":\"GetObject\"}",
+                            PUBLIC("h2", "ami-2")};
+    struct th_ingest_result r[3];
+    struct th_ingest_job *jobs[3];
+    assert_int_equal(th_store_open(f->dir, TH_STORE_READONLY, &ro, err, sizeof(err)), TH_OK);
+    for (size_t i = 0; i < 3; i++) {
+        jobs[i] = th_ingest_prepare(&f->cfg, &f->specs, ro, bodies[i], strlen(bodies[i]), &r[i]);
+    }
+    th_ingest_commit(ro, jobs, 3);
+    assert_int_equal(r[0].status, 503);
+    assert_int_equal(r[1].status, 202);
+    assert_int_equal(r[2].status, 503);
+    for (size_t i = 0; i < 3; i++) {
+        th_ingest_job_free(jobs[i]);
+        json_decref(r[i].body);
+        free(r[i].rules);
+    }
+    th_store_free(ro);
+    assert_int_equal(alert_count(f), 0);
+}
+
+/* The HTTP thread's answer is the worker's, and it takes only what needs no rule. */
+static void a_quick_answer_is_the_full_answer(void **state)
+{
+    struct fixture *f = *state;
+    const char *skipped = "{\"Records\":[{\"eventName\":\"GetObject\",\"eventID\":\"q1\"},"
+                          "{\"eventName\":\"PutObject\"}]}";
+    struct th_ingest_result quick, full;
+    char *q, *w;
+    assert_true(th_ingest_quick(&f->cfg, &f->specs, skipped, strlen(skipped), &quick));
+    process(f, skipped, &full);
+    assert_int_equal(quick.status, 202);
+    q = json_dumps(quick.body, JSON_SORT_KEYS);
+    w = json_dumps(full.body, JSON_SORT_KEYS);
+    assert_string_equal(q, w);
+    assert_int_equal(quick.accepted, 2);
+    assert_non_null(quick.rules);
+    assert_int_equal(quick.rules[0].nomatch, 2);
+    free(q);
+    free(w);
+    json_decref(quick.body);
+    json_decref(full.body);
+    free(quick.rules);
+    /* Bad JSON is answered too, as the worker would. */
+    assert_true(th_ingest_quick(&f->cfg, &f->specs, "{bad", 4, &quick));
+    assert_int_equal(quick.status, 400);
+    json_decref(quick.body);
+    /* A record a rule wants, and a gzip body, go to a worker. */
+    assert_false(th_ingest_quick(&f->cfg, &f->specs, PUBLIC("q2", "ami-1"),
+                                 strlen(PUBLIC("q2", "ami-1")), &quick));
+    assert_false(th_ingest_quick(&f->cfg, &f->specs, "\x1f\x8b\x08", 3, &quick));
+    assert_int_equal(alert_count(f), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -210,6 +313,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(an_account_learned_earlier_in_the_request_counts, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_store_that_cannot_write_answers_503, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_group_commit_answers_each_request_as_alone, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_refused_group_commit_fails_every_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_quick_answer_is_the_full_answer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,8 +53,30 @@ struct th_ingest_result {
 bool th_ingest_quick(const struct th_config *cfg, const struct th_spec_set *specs, const char *body,
                      size_t len, struct th_ingest_result *out);
 
+/** One request between its evaluation and its commit. */
+struct th_ingest_job;
+
 /**
- * Processes @p body (already size-checked; may be gzip).
+ * Parses and evaluates @p body (already size-checked; may be gzip); what must be stored waits in
+ * the job. The body is no longer needed afterwards.
+ * @param[out] out the answer, filled now for a bad body, else by th_ingest_commit()
+ * @return the job (always); release with th_ingest_job_free() after the commit
+ */
+struct th_ingest_job *th_ingest_prepare(const struct th_config *cfg,
+                                        const struct th_spec_set *specs, struct th_store *st,
+                                        const char *body, size_t len, struct th_ingest_result *out);
+
+/**
+ * Stores what @p n jobs produced in one commit (th_store_apply_group) and fills each one's
+ * answer: 202 once its alerts are committed, 503 when the store refused them. Jobs that wrote
+ * nothing, or were answered at parsing, are answered without the store.
+ */
+void th_ingest_commit(struct th_store *st, struct th_ingest_job *const *jobs, size_t n);
+
+void th_ingest_job_free(struct th_ingest_job *job);
+
+/**
+ * Processes @p body (already size-checked; may be gzip): prepare, commit and free in one.
  * @param[out] out filled in every case; json_decref(out->body) when done
  */
 void th_ingest_process(const struct th_config *cfg, const struct th_spec_set *specs,

@@ -29,6 +29,13 @@ enum th_err th_queue_push(struct th_queue *q, void *item);
  */
 void *th_queue_pop(struct th_queue *q);
 
+/**
+ * Takes up to @p max of the oldest items into @p items, waiting while the queue is empty and
+ * open: what is waiting when a worker comes back is handled together (group commit).
+ * @return how many, 0 once the queue is closed and empty.
+ */
+size_t th_queue_pop_many(struct th_queue *q, void **items, size_t max);
+
 /** Refuses further pushes and wakes waiters; items already queued are still popped. */
 void th_queue_close(struct th_queue *q);
 

@@ -160,6 +160,17 @@ struct th_store_batch {
 enum th_err th_store_apply(struct th_store *st, const struct th_store_batch *batch, int64_t now_ms,
                            struct th_store_match_result *results);
 
+/**
+ * th_store_apply() for several requests' batches at once, in order, as if applied one after the
+ * other, but committed together: with SQLite one transaction (all or none of the valid batches
+ * is applied); with Redis each batch by itself.
+ * @param[out] results one array per batch, as th_store_apply's
+ * @param[out] rcs one answer per batch, as th_store_apply's
+ */
+void th_store_apply_group(struct th_store *st, const struct th_store_batch *batches, size_t n,
+                          int64_t now_ms, struct th_store_match_result *const *results,
+                          enum th_err *rcs);
+
 /* ---- alerts --------------------------------------------------------------------------- */
 
 /**
