@@ -34,11 +34,8 @@ const char *th_input_form_name(enum th_input_form form)
     return "unknown";
 }
 
-static enum th_err fail(struct th_input_error *err, enum th_err code, long line, long column,
-                        long index, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-
-static enum th_err fail(struct th_input_error *err, enum th_err code, long line, long column,
-                        long index, const char *fmt, ...)
+enum th_err th_input_fail(struct th_input_error *err, enum th_err code, long line, long column,
+                          long index, const char *fmt, ...)
 {
     va_list ap;
     err->code = code;
@@ -136,8 +133,8 @@ static enum th_err check_shape(const char *d, size_t len, size_t depth,
         char c = d[i];
         if (in_string) {
             if (i - string_start >= max_string) { /* the quotes count too */
-                return fail(err, TH_ETOOBIG, string_line, string_column, -1,
-                            "JSON string longer than %zu bytes", max_string);
+                return th_input_fail(err, TH_ETOOBIG, string_line, string_column, -1,
+                                     "JSON string longer than %zu bytes", max_string);
             }
             if (c == '\\') {
                 i++;
@@ -151,8 +148,8 @@ static enum th_err check_shape(const char *d, size_t len, size_t depth,
             string_column = (long)(i - line_start) + 1;
         } else if (c == '{' || c == '[') {
             if (++depth > lim->max_depth) {
-                return fail(err, TH_EPARSE, line, (long)(i - line_start) + 1, -1,
-                            "JSON nested deeper than %zu levels", lim->max_depth);
+                return th_input_fail(err, TH_EPARSE, line, (long)(i - line_start) + 1, -1,
+                                     "JSON nested deeper than %zu levels", lim->max_depth);
             }
         } else if (c == '}' || c == ']') {
             depth -= depth > 0;
@@ -215,7 +212,8 @@ static enum th_err parse_docs(struct th_input *in, const char *d, size_t len,
         if (doc == NULL) {
             long col = je.line == 1 ? (long)(pos - line_start) + je.column : je.column;
             col = col < 1 ? 1 : col; /* at the end of the input jansson says column 0 */
-            return fail(err, TH_EPARSE, line + je.line - 1, col, -1, "malformed JSON: %s", je.text);
+            return th_input_fail(err, TH_EPARSE, line + je.line - 1, col, -1, "malformed JSON: %s",
+                                 je.text);
         }
         th_input_push_doc(in, doc);
         for (size_t i = pos; i < pos + (size_t)je.position; i++) {
@@ -232,8 +230,8 @@ static enum th_err push_record(struct th_input *in, json_t *event,
                                const struct th_input_limits *lim, struct th_input_error *err)
 {
     if (in->nrecords >= lim->max_events) {
-        return fail(err, TH_ETOOBIG, 0, 0, (long)in->nrecords, "more than %zu events",
-                    lim->max_events);
+        return th_input_fail(err, TH_ETOOBIG, 0, 0, (long)in->nrecords, "more than %zu events",
+                             lim->max_events);
     }
     if (in->nrecords == in->cap_records) {
         in->cap_records = in->cap_records == 0 ? 16 : in->cap_records * 2;
@@ -335,8 +333,8 @@ enum th_err th_input_parse_item_jansson(const char *text, size_t len, size_t dep
     json_t *item = load_one(text, len, JSON_DECODE_ANY, &je);
     if (item == NULL) {
         *used = (size_t)je.position;
-        return fail(err, TH_EPARSE, je.line, je.column < 1 ? 1 : je.column, -1,
-                    "malformed JSON: %s", je.text);
+        return th_input_fail(err, TH_EPARSE, je.line, je.column < 1 ? 1 : je.column, -1,
+                             "malformed JSON: %s", je.text);
     }
     th_input_push_doc(out, item);
     *used = (size_t)je.position;
@@ -367,11 +365,11 @@ enum th_err th_input_parse(const char *data, size_t len, const struct th_input_l
     if (th_input_is_gzip(data, len)) {
         rc = th_input_inflate(data, len, limits->max_inflated_bytes, &inflated, &inflated_len);
         if (rc == TH_ETOOBIG) {
-            return fail(err, rc, 0, 0, -1, "gzip body inflates to more than %zu bytes",
-                        limits->max_inflated_bytes);
+            return th_input_fail(err, rc, 0, 0, -1, "gzip body inflates to more than %zu bytes",
+                                 limits->max_inflated_bytes);
         }
         if (rc != TH_OK) {
-            return fail(err, TH_EPARSE, 0, 0, -1, "corrupt or truncated gzip data");
+            return th_input_fail(err, TH_EPARSE, 0, 0, -1, "corrupt or truncated gzip data");
         }
         data = inflated;
         len = inflated_len;

@@ -6,6 +6,10 @@
 #include "trailhook/input.h"
 #include "trailhook/jscan.h"
 
+/** Fills @p err (its message from @p fmt) and returns @p code. */
+enum th_err th_input_fail(struct th_input_error *err, enum th_err code, long line, long column,
+                          long index, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
 /** Takes ownership of @p doc (released by th_input_cleanup). */
 void th_input_push_doc(struct th_input *in, json_t *doc);
 

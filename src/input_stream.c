@@ -11,7 +11,6 @@
  * array's records are already out.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,21 +54,12 @@ struct th_input_stream {
     size_t next;
 };
 
-static enum th_err fail(struct th_input_error *err, enum th_err code, long line, long column,
-                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static enum th_err fail(struct th_input_error *err, enum th_err code, long line, long column,
-                        const char *fmt, ...)
+/* Hands out the records of `cur`, then goes on at @p then. */
+static void hand_out(struct th_input_stream *st, enum mode then)
 {
-    va_list ap;
-    err->code = code;
-    err->line = line;
-    err->column = column;
-    err->index = -1;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
-    va_end(ap);
-    return code;
+    st->next = 0;
+    st->mode = IN_RECORDS;
+    st->after_records = then;
 }
 
 enum th_err th_input_stream_open(const char *path, const struct th_input_limits *lim,
@@ -119,8 +109,8 @@ static bool refill(struct th_input_stream *st, enum th_err *rc, struct th_input_
     st->pos = 0;
     if (st->cap - st->len < READ_CHUNK) {
         if (st->cap >= MAX_WINDOW) {
-            *rc = fail(err, TH_ETOOBIG, st->line, st->column,
-                       "a record or document larger than %zu bytes", MAX_WINDOW);
+            *rc = th_input_fail(err, TH_ETOOBIG, st->line, st->column, -1,
+                                "a record or document larger than %zu bytes", MAX_WINDOW);
             return false;
         }
         st->cap *= 2;
@@ -130,9 +120,10 @@ static bool refill(struct th_input_stream *st, enum th_err *rc, struct th_input_
     if (n < 0) {
         int zerr = Z_OK;
         const char *why = gzerror(st->gz, &zerr);
-        *rc = zerr == Z_ERRNO ? fail(err, TH_EIO, 0, 0, "cannot read: %s", strerror(errno))
-                              : fail(err, TH_EPARSE, 0, 0, "corrupt or truncated gzip data (%s)",
-                                     why != NULL ? why : "zlib");
+        *rc = zerr == Z_ERRNO
+                  ? th_input_fail(err, TH_EIO, 0, 0, -1, "cannot read: %s", strerror(errno))
+                  : th_input_fail(err, TH_EPARSE, 0, 0, -1, "corrupt or truncated gzip data (%s)",
+                                  why != NULL ? why : "zlib");
         return false;
     }
     st->len += (size_t)n;
@@ -258,9 +249,7 @@ static enum th_err read_document(struct th_input_stream *st, struct th_input_err
         return place_error(st, err);
     }
     consume(st, doc_len);
-    st->next = 0;
-    st->mode = IN_RECORDS;
-    st->after_records = AT_DOCUMENT;
+    hand_out(st, AT_DOCUMENT);
     return TH_OK;
 }
 
@@ -277,8 +266,9 @@ static enum th_err at_document(struct th_input_stream *st, struct th_input_error
     }
     if (st->pos == st->len) {
         st->mode = AT_END;
-        return st->any_document ? TH_OK
-                                : fail(err, TH_EPARSE, 0, 0, "no JSON document in the input");
+        return st->any_document
+                   ? TH_OK
+                   : th_input_fail(err, TH_EPARSE, 0, 0, -1, "no JSON document in the input");
     }
     st->any_document = true;
     if (c == '{' && opens_log_file(st, &rc, err)) {
@@ -314,8 +304,8 @@ static enum th_err in_items(struct th_input_stream *st, struct th_input_error *e
     enum th_err rc = TH_OK;
     char c = peek(st, &rc, err);
     if (rc == TH_OK && st->pos == st->len) {
-        return fail(err, TH_EPARSE, st->line, st->column,
-                    "malformed JSON: the log file ends early");
+        return th_input_fail(err, TH_EPARSE, st->line, st->column, -1,
+                             "malformed JSON: the log file ends early");
     }
     if (rc == TH_OK && c == ']') {
         consume(st, 1); /* a trailing comma never gets here: the item after it is bad JSON */
@@ -324,8 +314,8 @@ static enum th_err in_items(struct th_input_stream *st, struct th_input_error *e
     }
     if (rc == TH_OK && !st->first_item) {
         if (c != ',') {
-            return fail(err, TH_EPARSE, st->line, st->column,
-                        "malformed JSON: ',' or ']' expected between records");
+            return th_input_fail(err, TH_EPARSE, st->line, st->column, -1,
+                                 "malformed JSON: ',' or ']' expected between records");
         }
         consume(st, 1);
         peek(st, &rc, err);
@@ -350,9 +340,7 @@ static enum th_err in_items(struct th_input_stream *st, struct th_input_error *e
             break;
         }
     }
-    st->next = 0;
-    st->mode = IN_RECORDS;
-    st->after_records = IN_ITEMS;
+    hand_out(st, IN_ITEMS);
     return TH_OK;
 }
 
@@ -371,8 +359,8 @@ static enum th_err after_items(struct th_input_stream *st, struct th_input_error
         while (th_jscan_next_member(&cur, &first, &key)) {
             if (th_jscan_str_is(&cur, &key, "Records")) {
                 position_of(st, key.off, &line, &column);
-                return fail(err, TH_EPARSE, line, column - 1,
-                            "a second \"Records\" array in one log file");
+                return th_input_fail(err, TH_EPARSE, line, column - 1, -1,
+                                     "a second \"Records\" array in one log file");
             }
             th_jscan_skip_value(&cur);
         }
@@ -388,9 +376,10 @@ static enum th_err after_items(struct th_input_stream *st, struct th_input_error
             return rc;
         }
         position_of(st, th_jscan_offset(&cur), &line, &column);
-        return fail(err, TH_EPARSE, line, column,
-                    cur.status == TH_JSCAN_MORE ? "malformed JSON: the log file ends early"
-                                                : "malformed JSON after the Records array");
+        return th_input_fail(err, TH_EPARSE, line, column, -1,
+                             cur.status == TH_JSCAN_MORE
+                                 ? "malformed JSON: the log file ends early"
+                                 : "malformed JSON after the Records array");
     }
 }
 

@@ -8,6 +8,7 @@
 #define TRAILHOOK_INPUT_COMPARE_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../src/input_int.h"
@@ -59,6 +60,28 @@ static inline const char *compare_records(const struct th_input *fast, const str
         }
     }
     return NULL;
+}
+
+/*
+ * A corpus file's JSON text, inflated when it is gzip that inflates. @p data gets what to free()
+ * afterwards (twice when *text differs from it).
+ */
+static inline void corpus_text(const char *path, size_t size, char **data, char **text, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    *data = malloc(size + 1);
+    *len = f != NULL ? fread(*data, 1, size, f) : 0;
+    if (f != NULL) {
+        fclose(f);
+    }
+    *text = *data;
+    if (th_input_is_gzip(*data, *len)) {
+        size_t n = *len;
+        if (th_input_inflate(*data, n, (size_t)1 << 28, text, len) != TH_OK) {
+            *text = *data;
+            *len = n;
+        }
+    }
 }
 
 /* NULL when both paths agree on @p text (not gzip), else what differs, written into @p why. */
