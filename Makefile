@@ -3,6 +3,8 @@
 #   make test                build, then run every test (ctest)
 #   make test SANITIZE=1     the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test CTEST_ARGS="-LE slow"   skip the 4-minute delivery chaos run
+#   make bench               benchmarks against nginx and Node.js (tests/bench/README.md);
+#                            BENCH_ARGS="--only eval" etc. are passed to tests/bench/bench.py
 BUILD_DIR ?= build
 ifeq ($(SANITIZE),1)
 BUILD_DIR := build-asan
@@ -12,7 +14,7 @@ CTEST_ARGS += -LE slow
 endif
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all build run test clean deps
+.PHONY: all build run test bench clean deps
 
 all: build
 
@@ -29,6 +31,12 @@ run: build
 
 test: deps build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# Benchmarks measure a Release build (the default is RelWithDebInfo); build/ stays Release.
+bench:
+	@.ci/deps bench
+	@$(MAKE) --no-print-directory build CMAKE_FLAGS="$(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=Release"
+	python3 tests/bench/bench.py --trailhook ./$(BUILD_DIR)/trailhook $(BENCH_ARGS)
 
 clean:
 	rm -rf build build-asan

@@ -442,6 +442,9 @@ static void *lane_main(void *arg)
         th_log(TH_LOG_ERROR, "deliver", "%s: cannot open the store: %s", l->ds->cfg->name, err);
         return NULL;
     }
+    /* A delivery's outcome needs no fsync of its own: lost to a power cut, it is only sent
+     * again; and a lane waiting on the disk would hold the write lock ingest commits need. */
+    th_store_defer_durability(st);
     if (l->ds->cfg->type != TH_DEST_CONSOLE) {
         io.http = th_httpc_new(abort_transfer, l->d);
     }

@@ -24,13 +24,10 @@
 #define ALERTS_DEFAULT_LIMIT 50
 #define ALERTS_MAX_LIMIT     1000
 
-/* Queues @p body (stolen) as JSON with the request id; adds the headers each status needs. */
-static enum MHD_Result send_json(struct th_http_req *req, unsigned status, json_t *body,
+/* Queues @p text (stolen, JSON with the request id); adds the headers each status needs. */
+static enum MHD_Result send_text(struct th_http_req *req, unsigned status, char *text,
                                  unsigned retry_after, const char *allow)
 {
-    json_object_set_new(body, "request_id", json_string(req->request_id));
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
     size_t len = strlen(text);
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", "application/json");
@@ -56,6 +53,16 @@ static enum MHD_Result send_json(struct th_http_req *req, unsigned status, json_
     req->answered = true;
     req->status = status;
     return rc;
+}
+
+/* Queues @p body (stolen) as JSON with the request id. */
+static enum MHD_Result send_json(struct th_http_req *req, unsigned status, json_t *body,
+                                 unsigned retry_after, const char *allow)
+{
+    json_object_set_new(body, "request_id", json_string(req->request_id));
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    return send_text(req, status, text, retry_after, allow);
 }
 
 static enum MHD_Result send_error(struct th_http_req *req, unsigned status, const char *msg)
@@ -179,6 +186,10 @@ static enum MHD_Result dispatch(struct th_http_req *req)
         struct th_ingest_result *r = &req->result;
         json_t *body = r->body;
         r->body = NULL;
+        if (body == NULL) {
+            return send_text(req, r->status, th_ingest_skipped_answer(r->accepted, req->request_id),
+                             0, NULL);
+        }
         return send_json(req, r->status, body, r->retry_after, NULL);
     }
     /* Suspend before the worker can see the request, so its resume never comes first. */
@@ -539,19 +550,26 @@ static bool load_tls(struct th_listener *l, char *err, size_t errlen)
     return l->tls_key != NULL;
 }
 
+static unsigned http_threads(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus < 1 ? 1 : cpus > 4 ? 4 : (unsigned)cpus;
+}
+
 static struct MHD_Daemon *start_daemon(struct th_listener *l, const char *addr, char *err,
                                        size_t errlen)
 {
     struct th_server *srv = l->srv;
     struct sockaddr_storage sa;
-    struct MHD_OptionItem opts[12];
+    struct MHD_OptionItem opts[13];
     size_t n = 0;
     memset(&sa, 0, sizeof(sa));
     if (resolve(addr, &sa, err, errlen) != TH_OK || !load_tls(l, err, errlen)) {
         return NULL;
     }
+    /* MHD_USE_ITC: with a thread pool, MHD_quiesce_daemon needs it (drain, TLS reload). */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (sa.ss_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
     }
@@ -568,6 +586,12 @@ static struct MHD_Daemon *start_daemon(struct th_listener *l, const char *addr, 
                                         (intptr_t)srv->cfg->max_connections, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                                         (intptr_t)srv->cfg->max_header_bytes, NULL};
+    /* Most events are answered on the HTTP threads (th_ingest_quick), so ingest gets one per
+     * CPU, up to four: one thread would make a single core the ceiling. */
+    if (l->serves & ON_INGEST) {
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)http_threads(), NULL};
+    }
     /* SO_REUSEPORT on a TLS ingest socket: a certificate reload starts the next daemon on the
      * same address before the current one stops, so the port never refuses a connection. Only
      * there: elsewhere a second trailhook on the same port must fail to start, not share it. */

@@ -434,26 +434,43 @@ static bool every_record_skipped(const struct th_input *in)
     return true;
 }
 
+/* What evaluating records no rule wants gives: a no-match from every enabled rule. */
+static void answer_skipped(struct th_ingest_result *out, const struct th_spec_set *specs,
+                           size_t nrecords)
+{
+    out->status = 202;
+    out->accepted = nrecords;
+    out->rules = th_xcalloc(specs->nspecs + 1, sizeof(*out->rules));
+    for (size_t k = 0; k < specs->nspecs; k++) {
+        out->rules[k].nomatch = specs->specs[k]->enabled ? nrecords : 0;
+    }
+}
+
 bool th_ingest_quick(const struct th_config *cfg, const struct th_spec_set *specs, const char *body,
                      size_t len, struct th_ingest_result *out)
 {
-    struct th_ingest_job job;
+    struct th_input in;
     bool answered = true;
 
     memset(out, 0, sizeof(*out));
     if (len > TH_INGEST_QUICK_MAX_BYTES || th_input_is_gzip(body, len)) {
         return false;
     }
-    memset(&job, 0, sizeof(job));
-    job.out = out;
-    if (parse_body(cfg, specs, body, len, &job.in, out)) {
-        answered = every_record_skipped(&job.in);
-        if (answered) { /* no rule runs, so nothing reaches the store or the account set */
-            evaluate(&job, cfg, specs, NULL);
-            finish(&job, TH_OK, "", NULL);
-            work_cleanup(&job.w);
+    if (parse_body(cfg, specs, body, len, &in, out)) {
+        answered = every_record_skipped(&in);
+        if (answered) {
+            answer_skipped(out, specs, in.nrecords);
         }
     }
-    th_input_cleanup(&job.in);
+    th_input_cleanup(&in);
     return answered;
+}
+
+char *th_ingest_skipped_answer(size_t accepted, const char *request_id)
+{
+    /* accepted_body() with no match, and the request id; written directly, as it is the answer
+     * to most requests. */
+    return th_xasprintf("{\"accepted\":%zu,\"matched\":0,\"alerts\":[],\"duplicates\":0,"
+                        "\"rule_errors\":0,\"resolving\":0,\"request_id\":\"%s\"}",
+                        accepted, request_id);
 }

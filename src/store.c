@@ -832,6 +832,14 @@ enum th_err th_store_accounts_list(struct th_store *st, json_t **out)
     return th_store_stmt_collect(st, S_ACCOUNT_LIST, NULL, 0, account_json, "list accounts", out);
 }
 
+enum th_err th_store_defer_durability(struct th_store *st)
+{
+    if (st == NULL || st->redis != NULL) {
+        return TH_OK; /* Redis: durability is the server's (appendfsync) */
+    }
+    return exec(st, "PRAGMA synchronous = NORMAL", "defer durability");
+}
+
 /* ---- housekeeping ----------------------------------------------------------------------- */
 
 static enum th_err prune_all(struct th_store *st, int64_t now_ms, int64_t seen_ttl_ms)

@@ -47,11 +47,15 @@ struct th_ingest_result {
  * Answers a body at once when that needs neither a rule nor the store: a plain (not gzip) body
  * of at most TH_INGEST_QUICK_MAX_BYTES that is bad (400, 413) or whose records are all
  * CloudTrail records no rule wants (202). Most events are, so the HTTP thread answers them
- * without handing them to a worker. The answer is the one th_ingest_process() would give.
- * @return true with @p out filled; false (out empty) when a worker must process the body
+ * without handing them to a worker. The answer is the one th_ingest_process() would give, but a
+ * 202 leaves out->body NULL: th_ingest_skipped_answer() writes it.
+ * @return true with @p out filled; false when a worker must process the body
  */
 bool th_ingest_quick(const struct th_config *cfg, const struct th_spec_set *specs, const char *body,
                      size_t len, struct th_ingest_result *out);
+
+/** The text of th_ingest_quick's 202 with its request id (free() it). */
+char *th_ingest_skipped_answer(size_t accepted, const char *request_id);
 
 /** One request between its evaluation and its commit. */
 struct th_ingest_job;

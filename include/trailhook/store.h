@@ -268,4 +268,13 @@ enum th_err th_store_prune(struct th_store *st, int64_t now_ms, int64_t seen_ttl
 /** Writes and rolls back a tiny transaction: TH_OK when the database accepts writes. */
 enum th_err th_store_check_writable(struct th_store *st);
 
+/**
+ * For a handle whose writes may wait for the next flush (the delivery lanes' done and retry
+ * marks): its commits stop calling fsync (SQLite synchronous=NORMAL in WAL mode). They survive a
+ * crash of the process at once, and a power loss once any FULL commit (every ingest commit) or
+ * checkpoint follows; before that a power loss can only make a delivered alert be sent again,
+ * which at-least-once delivery allows. The 2xx promise of ingest does not rest on them.
+ */
+enum th_err th_store_defer_durability(struct th_store *st);
+
 #endif

@@ -20,7 +20,8 @@ function readJson(path) {
 
 function line(index, rec, hit) {
   const id = rule.get(rec, 'eventID');
-  const out = { index, eventID: id === undefined ? null : id, match: false, rule: null, dedup: null };
+  const eventID = id === undefined ? null : id;
+  const out = { index, eventID, match: false, rule: null, dedup: null };
   if (hit) {
     out.match = true;
     out.rule = rule.RULE_ID;

@@ -63,8 +63,9 @@ function init(args)
     end
     file:close()
     assert(#requests > 0, "empty mix file " .. path)
-    -- Threads start at different points of the cycle so they do not send the same body at once.
-    cursor = ((thread_index or 1) - 1) * math.floor(#requests / 7)
+    -- With several threads, each starts at another point of the cycle (a prime stride apart),
+    -- so they do not send the same bodies in step.
+    cursor = ((thread_index or 1) - 1) * 997 % #requests
     if rate and rate > 0 then
         period_ms = 1000 / rate
         -- wrk looks for delay() after init(), so defining it here turns pacing on.
@@ -108,7 +109,7 @@ function paced_delay()
     return math.floor(wait + 0.5)
 end
 
-function done(summary, latency, requests_)
+function done()
     local sent, late = 0, 0
     for _, thread in ipairs(threads) do
         sent = sent + (thread:get("sent_templates") or 0)

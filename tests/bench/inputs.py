@@ -142,7 +142,8 @@ def build_mix(records, count, match_share, seed=1):
     if not public:
         raise RuntimeError("the corpus holds no make-public ModifyImageAttribute event")
     n_match = max(1, round(count * match_share))
-    bodies = [compact(envelope(r, rng)) for r in rng.sample(others, min(count - n_match, len(others)))]
+    chosen = rng.sample(others, min(count - n_match, len(others)))
+    bodies = [compact(envelope(r, rng)) for r in chosen]
     step = max(1, len(bodies) // n_match)
     for i in range(n_match):
         body = compact(envelope(alert_template(public[i % len(public)]), rng))

@@ -2,13 +2,13 @@
 Slack receiver. Each runs from a temporary directory and is stopped by its own pid."""
 
 import http.client
-import http.server
 import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -44,7 +44,7 @@ def clean_env(extra):
 
 
 class Process:
-    """A child process with its output in files under the work directory."""
+    """A child process, its output in <name>.log under the work directory."""
 
     def __init__(self, name, argv, workdir, env=None):
         self.name = name
@@ -211,57 +211,44 @@ def start_node_peer(workdir):
 # ---- Slack receiver -------------------------------------------------------------------------
 
 class SlackReceiver:
-    """A loopback stand-in for a Slack incoming webhook: answers 200 "ok" and keeps each
-    message's body with the monotonic time it had fully arrived."""
+    """Drives slack_receiver.py: a loopback Slack webhook in its own process that answers 200
+    "ok" and keeps each message's arrival time (CLOCK_MONOTONIC, comparable with this
+    process's time.monotonic()) and the AMI IDs it names."""
 
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.messages = []  # (arrived, body bytes)
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self.handler_class())
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def __init__(self, workdir):
+        self.port_file = os.path.join(workdir, "slack-receiver.port")
+        script = os.path.join(BENCH_DIR, "slack_receiver.py")
+        self.proc = Process("slack-receiver", [sys.executable, script, self.port_file], workdir)
+        self.port = None
 
-    def handler_class(self):
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # The answer goes out as one segment with Nagle off: headers and body written
-            # apart would wait for the sender's delayed ACK, adding 40 ms to every delivery.
-            disable_nagle_algorithm = True
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                arrived = time.monotonic()
-                with receiver.lock:
-                    receiver.messages.append((arrived, body))
-                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                                 b"Content-Length: 2\r\n\r\nok")
-
-            def log_message(self, *args):
-                pass
-
-        return Handler
+    def start(self):
+        self.proc.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not os.path.exists(self.port_file):
+            self.proc.check_alive()
+            if time.monotonic() > deadline:
+                raise HarnessError("the Slack receiver did not start: " + self.proc.log_tail())
+            time.sleep(0.02)
+        with open(self.port_file) as f:
+            self.port = int(f.read())
+        return self
 
     def url(self):
         return "http://127.0.0.1:%d/services/T000BENCH/B000BENCH/bench" % self.port
 
-    def start(self):
-        self.thread.start()
-        return self
-
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def count(self):
-        with self.lock:
-            return len(self.messages)
+        self.proc.stop()
 
     def snapshot(self):
-        with self.lock:
-            return list(self.messages)
+        """[(arrived, [AMI IDs])] of every message so far."""
+        self.proc.check_alive()
+        status, body = http_get(self.port, "/messages")
+        if status != 200:
+            raise HarnessError("the Slack receiver answered %d" % status)
+        return [(arrived, ids) for arrived, ids in json.loads(body)["messages"]]
+
+    def count(self):
+        return len(self.snapshot())
 
 
 # ---- memory of a running process ------------------------------------------------------------

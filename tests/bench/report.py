@@ -46,6 +46,8 @@ class Report:
 
     def render(self, judged=True):
         lines = ["%-9s %s" % (k + ":", v) for k, v in self.header]
+        if not self.rows:
+            return "\n".join(lines + ["", "(no figures)"])
         cols = ("measure", "figure", "baseline", "ratio", "goal", "result")
         table = [cols] + [(r.measure, r.figure, r.baseline, r.ratio, r.goal,
                            r.result if judged or r.check else "(%s)" % r.result.lower())

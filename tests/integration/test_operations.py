@@ -353,6 +353,14 @@ def filler_record():
             "recipientAccountId": "123456789012"}
 
 
+def evaluated_filler_record():
+    """A record the rule evaluates and never matches (a failed ModifyImageAttribute): unlike
+    filler_record(), it is parsed into a tree, so a request of many takes a while."""
+    return {"eventVersion": "1.08", "eventSource": "ec2.amazonaws.com",
+            "eventName": "ModifyImageAttribute", "errorCode": "Client.AuthFailure",
+            "eventID": "failed-" + uuid.uuid4().hex, "recipientAccountId": "123456789012"}
+
+
 def rule_error_event():
     """ModifyImageAttribute whose launchPermission item is a string: Python would raise."""
     ev = matching_event()
@@ -645,7 +653,8 @@ class DrainTest(ServiceTestCase):
                                  "TRAILHOOK_DRAIN_GRACE_SECONDS": grace}).start()
         n = 200000
         event = matching_event()
-        body = gzip.compress(dumps({"Records": [event] + [filler_record()] * n}), 1)
+        # Records the rule evaluates, so the request is still in flight at the signal.
+        body = gzip.compress(dumps({"Records": [event] + [evaluated_filler_record()] * n}), 1)
         # Connections the service accepted before the signal, whose requests come after it.
         late_post = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=30)
         late_ready = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=30)
