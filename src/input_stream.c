@@ -128,6 +128,15 @@ static bool refill(struct th_input_stream *st, enum th_err *rc, struct th_input_
     }
     st->len += (size_t)n;
     st->eof = n == 0;
+    if (st->eof) {
+        /* A gzip stream cut short ends like any file; zlib only tells when asked. */
+        int zerr = Z_OK;
+        gzerror(st->gz, &zerr);
+        if (zerr != Z_OK) {
+            *rc = th_input_fail(err, TH_EPARSE, 0, 0, -1, "corrupt or truncated gzip data");
+            return false;
+        }
+    }
     return n > 0;
 }
 

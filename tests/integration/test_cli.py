@@ -179,6 +179,43 @@ class EvalCommandTest(unittest.TestCase):
         self.assertTrue(re.search(r":2\b|line 2\b", err), err)
         self.assertEqual([(l.get("file"), l["match"]) for l in out], [(miss, False)])
 
+    def log_file(self, n):
+        """A log file of n records, the last one making an image public."""
+        records = [dict(load_fixture("record_ami_not_made_public.json"), eventID="r%d" % i)
+                   for i in range(n - 1)]
+        return {"Records": records + [load_fixture("record_ami_made_public.json")]}
+
+    def test_a_large_log_file_is_read_a_record_at_a_time(self):
+        """Bigger than eval's read window several times over, plain and gzip: every record,
+        in order, and the match at the end."""
+        n = 6000
+        text = dumps(self.log_file(n))
+        self.assertGreater(len(text), 2 << 20)
+        for name, data in (("big.json", text), ("big.json.gz", gzip.compress(text, 1))):
+            r, out = self.eval([self.write(name, data)])
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertEqual(len(out), n)
+            self.assertEqual([l["index"] for l in out], list(range(n)))
+            self.assertEqual(out[17]["eventID"], "r17")
+            self.assertIs(out[-1]["match"], True)
+
+    def test_bad_json_in_a_log_file_keeps_the_records_before_it(self):
+        good = dumps(load_fixture("record_ami_made_public.json"))
+        path = self.write("half.json", b'{"Records":[\n' + good + b',\n{"eventName": nope}]}')
+        r, out = self.eval([path])
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual([l["match"] for l in out], [True])
+        self.assertRegex(r.stderr.decode(), re.escape(path) + r":3:\d+: malformed JSON")
+
+    def test_a_truncated_gzip_log_file_is_an_error_after_its_records(self):
+        data = gzip.compress(dumps(self.log_file(3000)))
+        path = self.write("cut.json.gz", data[: len(data) // 2])
+        r, out = self.eval([path])
+        self.assertEqual(r.returncode, 2)
+        self.assertGreater(len(out), 0)
+        self.assertLess(len(out), 3000)
+        self.assertIn("truncated", r.stderr.decode())
+
     def test_unparseable_stdin(self):
         r, out = self.eval([], stdin=b"{not json")
         self.assertEqual(r.returncode, 2)
