@@ -170,9 +170,6 @@ static bool answer_quickly(struct th_http_req *req)
     bool quick = th_ingest_quick(srv->cfg, srv->specs, req->body, req->len, &req->result);
     if (quick) {
         th_server_metrics_ingest(srv, &req->result);
-    } else {
-        free(req->result.rules);
-        req->result.rules = NULL;
     }
     pthread_rwlock_unlock(&srv->rt_lock);
     return quick;

@@ -140,33 +140,24 @@ static bool refill(struct th_input_stream *st, enum th_err *rc, struct th_input_
     return n > 0;
 }
 
-/* Where buf[pos + off] is in the whole text. */
+/* Where buf[pos + off] is in the whole text: memchr, as log files are one long line. */
 static void position_of(const struct th_input_stream *st, size_t off, long *line, long *column)
 {
-    *line = st->line;
-    *column = st->column;
-    for (size_t i = st->pos; i < st->pos + off && i < st->len; i++) {
-        if (st->buf[i] == '\n') {
-            ++*line;
-            *column = 1;
-        } else {
-            ++*column;
-        }
-    }
-}
-
-/* Steps over @p n bytes, keeping the place: memchr, as log files are one long line. */
-static void consume(struct th_input_stream *st, size_t n)
-{
     const char *p = st->buf + st->pos;
-    const char *end = p + n;
+    const char *end = p + (off < st->len - st->pos ? off : st->len - st->pos);
     const char *last_newline = NULL;
-    for (const char *q = memchr(p, '\n', n); q != NULL;
+    *line = st->line;
+    for (const char *q = memchr(p, '\n', (size_t)(end - p)); q != NULL;
          q = memchr(q + 1, '\n', (size_t)(end - q - 1))) {
-        st->line++;
+        ++*line;
         last_newline = q;
     }
-    st->column = last_newline != NULL ? (long)(end - last_newline) : st->column + (long)n;
+    *column = last_newline != NULL ? (long)(end - last_newline) : st->column + (long)(end - p);
+}
+
+static void consume(struct th_input_stream *st, size_t n)
+{
+    position_of(st, n, &st->line, &st->column);
     st->pos += n;
 }
 

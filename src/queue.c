@@ -55,22 +55,6 @@ enum th_err th_queue_push(struct th_queue *q, void *item)
     return rc;
 }
 
-void *th_queue_pop(struct th_queue *q)
-{
-    void *item = NULL;
-    pthread_mutex_lock(&q->lock);
-    while (q->count == 0 && !q->closed) {
-        pthread_cond_wait(&q->not_empty, &q->lock);
-    }
-    if (q->count > 0) {
-        item = q->ring[q->head];
-        q->head = (q->head + 1) % q->capacity;
-        q->count--;
-    }
-    pthread_mutex_unlock(&q->lock);
-    return item;
-}
-
 size_t th_queue_pop_many(struct th_queue *q, void **items, size_t max)
 {
     size_t n = 0;
@@ -85,6 +69,12 @@ size_t th_queue_pop_many(struct th_queue *q, void **items, size_t max)
     }
     pthread_mutex_unlock(&q->lock);
     return n;
+}
+
+void *th_queue_pop(struct th_queue *q)
+{
+    void *item = NULL;
+    return th_queue_pop_many(q, &item, 1) == 1 ? item : NULL;
 }
 
 void th_queue_close(struct th_queue *q)

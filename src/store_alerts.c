@@ -399,36 +399,6 @@ static enum th_err apply_all(struct th_store *st, const struct th_store_batch *b
     return rc;
 }
 
-enum th_err th_store_apply(struct th_store *st, const struct th_store_batch *batch, int64_t now_ms,
-                           struct th_store_match_result *results)
-{
-    if (st != NULL && st->redis != NULL) {
-        return th_store_redis_apply(st, batch, now_ms, results);
-    }
-    enum th_err rc;
-
-    if (st == NULL || batch == NULL || !th_store_batch_ok(batch, results)) {
-        return TH_EINVAL;
-    }
-    /* IMMEDIATE takes the write lock up front: two writers never both read a window and then
-     * fail to upgrade, they queue on the busy timeout instead. */
-    rc = th_store_tx_begin(st);
-    if (rc == TH_OK) {
-        rc = apply_all(st, batch, now_ms, results);
-    }
-    if (rc == TH_OK) {
-        rc = th_store_tx_commit(st);
-    }
-    if (rc != TH_OK) {
-        th_store_tx_rollback(st);
-        /* Nothing was applied, so no result may claim otherwise. */
-        if (batch->nmatches > 0) {
-            memset(results, 0, batch->nmatches * sizeof(*results));
-        }
-    }
-    return rc;
-}
-
 void th_store_apply_group(struct th_store *st, const struct th_store_batch *batches, size_t n,
                           int64_t now_ms, struct th_store_match_result *const *results,
                           enum th_err *rcs)
@@ -453,7 +423,9 @@ void th_store_apply_group(struct th_store *st, const struct th_store_batch *batc
         return;
     }
     /* One transaction, one fsync, for every batch: under load a worker takes what waited while
-     * it was committing, so requests share the disk's flushes instead of queueing for them. */
+     * it was committing, so requests share the disk's flushes instead of queueing for them.
+     * IMMEDIATE takes the write lock up front: two writers never both read a window and then
+     * fail to upgrade, they queue on the busy timeout instead. */
     rc = th_store_tx_begin(st);
     for (size_t i = 0; rc == TH_OK && i < n; i++) {
         if (rcs[i] == TH_OK) {
@@ -474,6 +446,16 @@ void th_store_apply_group(struct th_store *st, const struct th_store_batch *batc
             }
         }
     }
+}
+
+enum th_err th_store_apply(struct th_store *st, const struct th_store_batch *batch, int64_t now_ms,
+                           struct th_store_match_result *results)
+{
+    enum th_err rc = TH_EINVAL;
+    if (batch != NULL) {
+        th_store_apply_group(st, batch, 1, now_ms, &results, &rc);
+    }
+    return rc;
 }
 
 /* ---- reading alerts and rule errors ----------------------------------------------------- */
