@@ -15,24 +15,34 @@ static char key1[] = "k-one";
 static char key2[] = "k-two";
 static char basic1[] = "eventbridge:s3cret";
 
+/* A configuration holding only these credentials. */
+static struct th_config credentials(char **keys, size_t nkeys, char **basics, size_t nbasics)
+{
+    struct th_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.api_keys = keys;
+    cfg.napi_keys = nkeys;
+    cfg.basic_auth = basics;
+    cfg.nbasic_auth = nbasics;
+    return cfg;
+}
+
+static bool check_with(struct th_config cfg, const char *api_key, const char *authorization)
+{
+    struct th_auth_request r = {api_key, authorization};
+    return th_auth_check(&cfg, &r);
+}
+
 static struct th_config config(void)
 {
     static char *keys[] = {key1, key2};
     static char *basics[] = {basic1};
-    struct th_config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.api_keys = keys;
-    cfg.napi_keys = 2;
-    cfg.basic_auth = basics;
-    cfg.nbasic_auth = 1;
-    return cfg;
+    return credentials(keys, 2, basics, 1);
 }
 
 static bool check(const char *api_key, const char *authorization)
 {
-    struct th_config cfg = config();
-    struct th_auth_request r = {api_key, authorization};
-    return th_auth_check(&cfg, &r);
+    return check_with(config(), api_key, authorization);
 }
 
 static void api_key_header_any_of_several(void **state)
@@ -106,24 +116,11 @@ static char rot5[] = "rot-key-eeeeeeeeeeeeeeee";
 static char cred1[] = "alice:pa:ss";
 static char cred2[] = "bob:wo:rd";
 
-static struct th_config rotation_config(void)
+static bool check_rotation(const char *api_key, const char *authorization)
 {
     static char *keys[] = {rot1, rot2, rot3, rot4, rot5};
     static char *basics[] = {cred1, cred2};
-    struct th_config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.api_keys = keys;
-    cfg.napi_keys = 5;
-    cfg.basic_auth = basics;
-    cfg.nbasic_auth = 2;
-    return cfg;
-}
-
-static bool check_rotation(const char *api_key, const char *authorization)
-{
-    struct th_config cfg = rotation_config();
-    struct th_auth_request r = {api_key, authorization};
-    return th_auth_check(&cfg, &r);
+    return check_with(credentials(keys, 5, basics, 2), api_key, authorization);
 }
 
 static bool bearer_rotation(const char *key)

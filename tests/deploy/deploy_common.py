@@ -6,7 +6,7 @@ import sys
 
 # One free_port for every test: the integration harness's (standard library only).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import free_port  # noqa: E402,F401  (re-exported for the deployment checks)
+from harness import free_port, terminate  # noqa: E402,F401  (re-exported for the deployment checks)
 
 
 def http_request(method, port, path, body=None, headers=None, timeout=5):

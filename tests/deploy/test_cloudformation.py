@@ -42,6 +42,7 @@ so the test fails loudly rather than guess.
 """
 
 import collections
+import functools
 import gzip
 import ipaddress
 import json
@@ -547,14 +548,10 @@ class Fixtures:
                     self.records_by_file[name].append(item)
 
 
-_FIXTURES = None
-
-
+@functools.lru_cache(maxsize=None)
 def fixtures():
-    global _FIXTURES
-    if _FIXTURES is None:
-        _FIXTURES = Fixtures()
-    return _FIXTURES
+    """Built once, on first use, and shared by every test."""
+    return Fixtures()
 
 
 def ami_share_user_ids(record):

@@ -26,6 +26,7 @@ build would need and produce:
     the HEALTHCHECK, and answer the event 503 with Retry-After.
 """
 
+import functools
 import glob
 import http.client
 import json
@@ -758,14 +759,10 @@ class Context:
         return inst.flags, argv
 
 
-_CONTEXT = None
-
-
+@functools.lru_cache(maxsize=None)
 def context():
-    global _CONTEXT
-    if _CONTEXT is None:
-        _CONTEXT = Context()
-    return _CONTEXT
+    """Built once, on first use, and shared by every test."""
+    return Context()
 
 
 def local_argv(argv):

@@ -42,7 +42,7 @@ import unittest
 
 import yaml
 
-from deploy_common import free_port, http_request
+from deploy_common import free_port, http_request, terminate
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from redis_server import RedisServer, redis_server_path  # noqa: E402 (stdlib only)
@@ -821,15 +821,17 @@ class KubernetesManifests(ManifestLookups, unittest.TestCase):
                          "Recreate: a rolling update starts the new pod while the old one still "
                          "holds the ReadWriteOnce volume")
         for p in pdbs:
-            s = p["spec"]
-            if "minAvailable" in s:
-                allowed = replicas - self.resolve(s["minAvailable"], replicas)
-            else:
-                allowed = self.resolve(s.get("maxUnavailable", 1), replicas)
-            self.assertGreater(allowed, 0, "PodDisruptionBudget %s allows no disruption of the "
+            self.assertGreater(self.disruptions_allowed(p, replicas), 0, "PodDisruptionBudget %s allows no disruption of the "
                                "single replica: node drains would block forever"
                                % p["metadata"]["name"])
 
+
+    def disruptions_allowed(self, pdb, replicas):
+        """How many of @p replicas the PodDisruptionBudget lets a drain evict at once."""
+        spec = pdb["spec"]
+        if "minAvailable" in spec:
+            return replicas - self.resolve(spec["minAvailable"], replicas)
+        return self.resolve(spec.get("maxUnavailable", 1), replicas)
 
     def check_scaled_out(self, spec, replicas, strategy, pdbs):
         """Several replicas: upgrades and drains keep one serving; no volume only one pod can
@@ -845,12 +847,7 @@ class KubernetesManifests(ManifestLookups, unittest.TestCase):
             self.assertGreaterEqual(self.resolve(rolling.get("maxSurge", "25%"), replicas), 1,
                                     "maxUnavailable 0 and maxSurge 0: the rollout cannot move")
         for p in pdbs:
-            ps = p["spec"]
-            if "minAvailable" in ps:
-                allowed = replicas - self.resolve(ps["minAvailable"], replicas)
-            else:
-                allowed = self.resolve(ps.get("maxUnavailable", 1), replicas)
-            self.assertGreater(allowed, 0, "PodDisruptionBudget %s allows no disruption of %d "
+            self.assertGreater(self.disruptions_allowed(p, replicas), 0, "PodDisruptionBudget %s allows no disruption of %d "
                                "replicas: node drains would block forever"
                                % (p["metadata"]["name"], replicas))
         vols = self.volumes()
@@ -972,12 +969,7 @@ class DeploymentEnvServes(ManifestLookups, unittest.TestCase):
 
     def tearDown(self):
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            terminate(self.proc, STOP_TIMEOUT)
         for f in getattr(self, "_logs", []):
             f.close()
 

@@ -20,17 +20,11 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-if "TRAILHOOK_BIN" not in os.environ:
-    os.environ["TRAILHOOK_BIN"] = os.path.join(os.path.dirname(os.path.dirname(HERE)), "build",
-                                               "trailhook")
-os.environ.setdefault("TH_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
-os.environ.setdefault("TH_FIXTURES", os.path.join(os.path.dirname(HERE), "fixtures"))
-
-import harness  # noqa: E402  (after the environment is set: harness reads it on import)
-from harness import (Cleanups, Service, dumps, matching_event, outbox_cli, unique_image_id,  # noqa: E402
-                     write_config)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import standalone  # noqa: E402,F401  (first: the environment harness reads on import)
+import harness  # noqa: E402
+from harness import (Cleanups, Service, dumps, matching_event, outbox_cli,  # noqa: E402
+                     pending_count, unique_image_id, wait_for_drain, write_config)
 from receiver import (HMAC_KEY, HOOK_SECRET, IMAGE_RE, ROUTING_KEY, Receiver, Reply,  # noqa: E402
                       pagerduty_ok, slack_ok, webhook_ok)
 
@@ -47,13 +41,6 @@ def failing_replies(retry_after):
     return [Reply(500, b"internal error"),
             Reply(429, {"ok": False, "error": "rate_limited", "retry_after": retry_after},
                   headers={"Retry-After": str(retry_after)})]
-
-
-def pending_count(state_dir):
-    r, rows = outbox_cli(state_dir, "list", "--pending")
-    if r.returncode != 0:
-        raise RuntimeError("outbox list --pending: %s" % r.stderr.decode())
-    return len(rows)  # the command lists at most 1000: "1000" reads "1000 or more"
 
 
 def stats_for(rcv, images, t_start, pending_images):
@@ -166,22 +153,9 @@ def run(args, cl):
     log("receivers up again after %.1fs (pending rows: %s)", time.monotonic() - t_down,
         pending_count(svc.state_dir))
 
-    deadline = time.monotonic() + args.deadline
-    drained = False
-    last_report = 0
-    while time.monotonic() < deadline:
-        if svc.proc.poll() is not None:
-            log("trailhook exited with %s", svc.proc.returncode)
-            break
-        n = pending_count(svc.state_dir)
-        if n == 0:
-            drained = True
-            break
-        if time.monotonic() - last_report > 10:
-            log("pending rows: %s%s; delivered %s", n, "+" if n >= 1000 else "",
-                ", ".join("%s %d" % (r.name, len(r.delivered())) for r in receivers))
-            last_report = time.monotonic()
-        time.sleep(1.0)
+    drained, _ = wait_for_drain(svc, receivers, time.monotonic() + args.deadline, log)
+    if svc.proc.poll() is not None:
+        log("trailhook exited with %s", svc.proc.returncode)
     t_drained = time.monotonic()
     log("outbox %s after %.1fs", "drained" if drained else "NOT drained", t_drained - t_start)
     time.sleep(3.0)  # anything still on its way would show as a duplicate

@@ -70,17 +70,11 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-if "TRAILHOOK_BIN" not in os.environ:
-    os.environ["TRAILHOOK_BIN"] = os.path.join(os.path.dirname(os.path.dirname(HERE)), "build",
-                                               "trailhook")
-os.environ.setdefault("TH_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
-os.environ.setdefault("TH_FIXTURES", os.path.join(os.path.dirname(HERE), "fixtures"))
-
-import harness  # noqa: E402  (after the environment is set: harness reads it on import)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import standalone  # noqa: E402,F401  (first: the environment harness reads on import)
+import harness  # noqa: E402
 from harness import (Cleanups, Service, dumps, matching_event, non_matching_event,  # noqa: E402
-                     outbox_cli, unique_image_id, write_config)
+                     outbox_cli, unique_image_id, wait_for_drain, write_config)
 from receiver import (HMAC_KEY, HOOK_SECRET, IMAGE_RE, ROUTING_KEY, Receiver, Reply,  # noqa: E402
                       pagerduty_ok, slack_ok, webhook_ok)
 
@@ -118,13 +112,6 @@ def fault_replies(kinds, retry_after, hang_s):
                                       b"Content-Length: 100\r\n\r\ntrunc"),
     }
     return [table[k] for k in kinds]
-
-
-def pending_count(state_dir):
-    r, rows = outbox_cli(state_dir, "list", "--pending")
-    if r.returncode != 0:
-        raise RuntimeError("outbox list --pending: %s" % r.stderr.decode())
-    return len(rows)  # the command lists at most 1000: "1000" reads "1000 or more"
 
 
 # ---- a disk that fills up -----------------------------------------------------------------------
@@ -750,24 +737,10 @@ def run(args, cl, disk):
     if load.leftovers:
         load.anomaly("never_acknowledged", "%d requests" % len(load.leftovers))
 
-    deadline = time.monotonic() + args.deadline
-    drained = False
-    last_report = 0
-    n = None
-    while time.monotonic() < deadline:
-        if svc.proc.poll() is not None:
-            crashes.append(("exited on its own with %s while draining" % svc.proc.returncode,
-                            svc.stderr_text()[-4000:]))
-            break
-        n = pending_count(svc.state_dir)
-        if n == 0:
-            drained = True
-            break
-        if time.monotonic() - last_report > 10:
-            log("pending rows: %s%s; delivered %s", n, "+" if n >= 1000 else "",
-                ", ".join("%s %d" % (r.name, len(r.delivered())) for r in receivers))
-            last_report = time.monotonic()
-        time.sleep(1.0)
+    drained, n = wait_for_drain(svc, receivers, time.monotonic() + args.deadline, log)
+    if svc.proc.poll() is not None:
+        crashes.append(("exited on its own with %s while draining" % svc.proc.returncode,
+                        svc.stderr_text()[-4000:]))
     t_drained = time.monotonic()
     log("outbox %s %.1fs after the load stopped", "drained" if drained else
         "NOT drained (%s pending)" % n, t_drained - t_load_end)

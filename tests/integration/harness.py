@@ -182,6 +182,44 @@ def outbox_cli(state_dir, *args, env=None, timeout=60):
     return r, rows
 
 
+def terminate(proc, timeout):
+    """SIGTERM, then wait up to @p timeout; kill -9 when it does not stop in time.
+    @return True when it stopped by itself."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        return False
+
+
+def pending_count(state_dir):
+    """Outbox rows still to deliver, as `trailhook outbox list --pending` shows them."""
+    r, rows = outbox_cli(state_dir, "list", "--pending")
+    if r.returncode != 0:
+        raise RuntimeError("outbox list --pending: %s" % r.stderr.decode())
+    return len(rows)  # the command lists at most 1000: "1000" reads "1000 or more"
+
+
+def wait_for_drain(svc, receivers, deadline, log):
+    """Polls the outbox until it is empty, the monotonic @p deadline passes or the service
+    exits; says where it stands every 10 s. @return (drained, pending rows last seen)."""
+    last_report = 0
+    n = None
+    while time.monotonic() < deadline and svc.proc.poll() is None:
+        n = pending_count(svc.state_dir)
+        if n == 0:
+            return True, 0
+        if time.monotonic() - last_report > 10:
+            log("pending rows: %s%s; delivered %s", n, "+" if n >= 1000 else "",
+                ", ".join("%s %d" % (r.name, len(r.delivered())) for r in receivers))
+            last_report = time.monotonic()
+        time.sleep(1.0)
+    return False, n
+
+
 def free_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -352,15 +390,10 @@ class Service:
         if self.proc is None or self.proc.poll() is not None:
             self.join_readers()
             return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            self.join_readers()
-            raise AssertionError("trailhook did not stop within %ss of SIGTERM" % timeout)
+        stopped = terminate(self.proc, timeout)
         self.join_readers()
+        if not stopped:
+            raise AssertionError("trailhook did not stop within %ss of SIGTERM" % timeout)
         return self.proc.returncode
 
     def kill9(self):

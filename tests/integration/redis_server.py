@@ -25,14 +25,13 @@ without one, call cleanup() (or use it as a context manager). Its log is D/redis
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 import unittest
 
-from harness import free_port
+from harness import free_port, terminate
 
 __all__ = ["RedisServer", "RedisError", "redis_server_path", "require_redis_server"]
 
@@ -240,12 +239,7 @@ class RedisServer:
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            if not terminate(self.proc, timeout):
                 raise AssertionError("redis-server did not stop within %ss" % (2 * timeout))
         self._close_pipes()
         return self.proc.returncode
